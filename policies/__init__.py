@@ -1,0 +1,1 @@
+"""Policy packs shipped with trustai (YAML files in this package)."""

@@ -1,0 +1,1 @@
+"""Compliance report builders and templates."""

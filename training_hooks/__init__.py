@@ -1,0 +1,1 @@
+"""Training hooks: governance inside LeRobot, plain PyTorch and Ray Train loops."""
