@@ -6,6 +6,7 @@ the audit's own pydantic model, validated from the policy pack. An audit measure
 """
 
 import importlib
+import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,15 @@ def register(cls: type[Audit]) -> type[Audit]:
     return cls
 
 
+def known_audits() -> list[str]:
+    """Import every audit family and return the names of all registered audits."""
+    import trustai.audits
+
+    for module in pkgutil.iter_modules(trustai.audits.__path__):
+        importlib.import_module(f"trustai.audits.{module.name}")
+    return sorted(_REGISTRY)
+
+
 def get_audit(name: str) -> type[Audit]:
     """Return the audit class called ``name`` (``family.check``), importing its family module.
 
@@ -83,8 +93,5 @@ def get_audit(name: str) -> type[Audit]:
             if exc.name != f"trustai.audits.{family}":
                 raise
     if name not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY)) or "none loaded"
-        raise TrustaiUserError(
-            f"unknown audit {name!r}", fix=f"use one of the audits trustai ships ({known})"
-        )
+        raise TrustaiUserError(f"unknown audit {name!r}", fix=f"use one of: {', '.join(known_audits())}")
     return _REGISTRY[name]

@@ -1,0 +1,56 @@
+"""Training-stage audits: ``train.health`` judges the loss and gradient statistics the training hook
+collected (non-finite values, divergence) without touching the training step."""
+
+import math
+import statistics
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trustai.audit import Audit, AuditContext, Measurement, register
+from trustai.evidence import Stage
+
+
+class HealthParams(BaseModel):
+    """``window``: steps averaged at the start and end of the loss curve."""
+
+    model_config = ConfigDict(extra="forbid")
+    window: int = Field(default=10, ge=1)
+
+
+@register
+class TrainHealth(Audit):
+    """Loss/grad-norm health of the steps seen so far.
+
+    Metrics: ``steps``, ``nonfinite_loss_steps``, ``nonfinite_grad_steps``, ``grad_norm_max``,
+    ``loss_initial`` and ``loss_final`` (window means), ``loss_min``, ``divergence_ratio`` (final window
+    mean / best window mean: 1.0 means at its best, > 1 means the loss climbed back up).
+    """
+
+    name = "train.health"
+    version = "1"
+    stages = frozenset({Stage.TRAIN})
+    Params = HealthParams
+
+    def measure(self, ctx: AuditContext, params: HealthParams) -> Measurement:
+        if ctx.training is None:
+            raise ValueError("train.health needs training statistics from a training hook")
+        s = ctx.training.summary() if hasattr(ctx.training, "summary") else dict(ctx.training)
+        finite = [v for _, v in s["loss_history"] if math.isfinite(v)]
+        if not finite:
+            raise ValueError("no finite loss values were observed")
+        w = min(params.window, len(finite))
+        windows = [statistics.fmean(finite[i : i + w]) for i in range(0, len(finite) - w + 1)]
+        best = min(windows)
+        return Measurement(
+            metrics={
+                "steps": s["steps"],
+                "nonfinite_loss_steps": s["nonfinite_loss_steps"],
+                "nonfinite_grad_steps": s["nonfinite_grad_steps"],
+                "grad_norm_max": s["grad_norm_max"],
+                "loss_initial": windows[0],
+                "loss_final": windows[-1],
+                "loss_min": min(finite),
+                "divergence_ratio": windows[-1] / best if best > 0 else 1.0,
+            },
+            tables={"loss_curve": [{"step": step, "loss": v} for step, v in s["loss_history"]]},
+        )

@@ -1,0 +1,152 @@
+"""Governance inside LeRobot's own trainer: an ``accelerate.Accelerator`` subclass handed to
+``lerobot.scripts.lerobot_train.train(cfg, accelerator=...)``. Nothing else in the user's code changes.
+
+- ``prepare`` sees the dataloader: the data stage runs on its dataset, before the first step.
+- ``backward`` / ``clip_grad_norm_`` see every step: loss and grad norm are kept on device (no sync).
+- ``wait_for_everyone`` follows every LeRobot checkpoint: new ``checkpoints/<step>/pretrained_model``
+  folders get the train and checkpoint stages, then a signed card.
+- ``end_training``: the release stage, and the last checkpoint's card is sealed as the release card.
+
+Governance runs on the main process only, and any exception inside it is logged and recorded in the
+ledger; it never propagates into the training loop.
+"""
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from trustai.training_hooks.health import TrainingHealth
+
+from trustai.evidence import Inputs, Stage
+from trustai.governance import Governance
+
+log = logging.getLogger("trustai")
+
+
+def _never_raise(method: Callable) -> Callable:
+    """Run a governance step; on any exception, log and record it instead of raising."""
+
+    @functools.wraps(method)
+    def guarded(self: "GovernedAccelerator", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            log.exception("trustai: %s failed; training continues", method.__name__)
+            try:
+                self.governance.ledger.append("hook.error", {"hook": method.__name__, "error": repr(exc)})
+            except Exception:
+                log.exception("trustai: could not record the hook error")
+            return None
+
+    return guarded
+
+
+class GovernedAccelerator(Accelerator):
+    """An Accelerator that raises trustai stage events from LeRobot's training loop.
+
+    ``governance`` owns the run folder (LeRobot's ``output_dir``), policy pack and signing key;
+    ``train_config`` (a dict) is recorded in the run manifest. Other arguments go to Accelerator.
+    """
+
+    def __init__(self, *args: Any, governance: Governance, train_config: dict | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.governance = governance
+        self.train_config = train_config
+        self.health = TrainingHealth()
+        self._started = False
+        self._sealed: set[Path] = set()
+        self._last_checkpoint: tuple[Path, int] | None = None
+
+    # -- training-loop hooks -------------------------------------------------------------------------
+    def prepare(self, *args: Any, device_placement: Any = None) -> Any:
+        """Accelerator.prepare, then the data stage on the first dataloader's dataset."""
+        prepared = super().prepare(*args, device_placement=device_placement)
+        if self.is_main_process and not self._started:
+            self._on_prepare(args)
+        return prepared
+
+    def backward(self, loss: Any, **kwargs: Any) -> None:
+        """Accelerator.backward, then keep the loss for train.health (device tensor, no sync)."""
+        super().backward(loss, **kwargs)
+        self.health.observe_loss(loss)
+
+    def clip_grad_norm_(self, parameters: Any, max_norm: float, norm_type: float = 2) -> Any:
+        """Accelerator.clip_grad_norm_, then keep the total norm for train.health (no sync)."""
+        norm = super().clip_grad_norm_(parameters, max_norm, norm_type=norm_type)
+        if norm is not None:
+            self.health.observe_grad_norm(norm)
+        return norm
+
+    def wait_for_everyone(self) -> None:
+        """Barrier, then seal any checkpoint LeRobot has just written (main process only)."""
+        super().wait_for_everyone()
+        if self.is_main_process and self._started:
+            self._on_barrier()
+
+    def end_training(self) -> None:
+        """Release stage and release card on the last checkpoint, then Accelerator.end_training."""
+        if self.is_main_process and self._started:
+            self._on_end()
+        super().end_training()
+
+    # -- governance, never raising -------------------------------------------------------------------
+    @_never_raise
+    def _on_prepare(self, args: tuple) -> None:
+        from trustai.datasets import dataset_fingerprint
+        from trustai.provenance import run_manifest
+
+        loader = next((a for a in args if isinstance(a, DataLoader)), None)
+        dataset = getattr(loader, "dataset", None)
+        root = getattr(dataset, "root", None)
+        repo_id = getattr(dataset, "repo_id", None)
+        fingerprint = dataset_fingerprint(Path(root)) if root else None
+        gov = self.governance
+        gov.dataset = dataset
+        gov.dataset_inputs = Inputs(
+            dataset=repo_id or (str(root) if root else None), dataset_fingerprint=fingerprint
+        )
+        self._sealed = {p.resolve() for p in self._checkpoints() if (p / "trustai" / "card.json").is_file()}
+        self.manifest = run_manifest(
+            train_config=self.train_config, seed=gov.seed, dataset=repo_id, dataset_fingerprint=fingerprint
+        )
+        gov.start(self.manifest)
+        self._started = True
+        gov.run_stage(Stage.DATA, step=0, dataset=dataset, manifest=self.manifest)
+
+    def _checkpoints(self) -> list[Path]:
+        return sorted(self.governance.run_dir.glob("checkpoints/[0-9]*/pretrained_model"))
+
+    @_never_raise
+    def _on_barrier(self) -> None:
+        for folder in self._checkpoints():
+            if folder.resolve() in self._sealed:
+                continue
+            step = int(folder.parent.name)
+            self._audit_checkpoint(folder, step)
+            self._sealed.add(folder.resolve())
+            self._last_checkpoint = (folder, step)
+
+    def _audit_checkpoint(self, folder: Path, step: int) -> None:
+        gov = self.governance
+        gov.run_stage(Stage.TRAIN, step=step, training=self.health, manifest=self.manifest)
+        gov.run_stage(
+            Stage.CHECKPOINT, step=step, checkpoint_dir=folder, dataset=gov.dataset, manifest=self.manifest
+        )
+        gov.seal(folder, step=step)
+
+    @_never_raise
+    def _on_end(self) -> None:
+        gov = self.governance
+        if self._last_checkpoint is None:
+            gov.run_stage(Stage.RELEASE, step=self.health.steps, manifest=self.manifest)
+            return
+        folder, step = self._last_checkpoint
+        gov.run_stage(
+            Stage.RELEASE, step=step, checkpoint_dir=folder, dataset=gov.dataset, manifest=self.manifest
+        )
+        gov.seal(folder, step=step, release=True)
+        gov.ledger.append("run.end", {"steps": self.health.steps, "release_checkpoint": str(folder)})

@@ -1,0 +1,5 @@
+"""``python -m trustai`` runs the CLI."""
+
+from trustai.cli import main
+
+main()

@@ -1,0 +1,231 @@
+"""Model cards built from the ledger: ``trustai/card.json`` (structured, Model Card Toolkit-like
+fields plus governance) and a Hugging Face ``README.md`` (YAML front matter with ``model-index``), both
+written into a checkpoint's ``pretrained_model`` folder together with copies of the evidence they cite.
+
+Every number in the card comes from an evidence record and carries that record's ``{seq, hash}``.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trustai import __version__
+from trustai.canonical import pretty_json
+from trustai.evidence import Stage, utc_now
+
+CARD_DIR = "trustai"
+CARD_NAME = "card.json"
+CARD_SCHEMA = "trustai.card/v1"
+PROVIDER_TODO = "TO BE COMPLETED BY THE PROVIDER"
+
+
+def _card_evidence(records: list, step: int | None, release: bool) -> list[tuple[Any, Any]]:
+    """Pick the (evidence, finding) record pairs that belong to the card of ``step``."""
+    findings = {r.payload["evidence_record"]["seq"]: r for r in records if r.kind == "finding"}
+    chosen = []
+    for r in records:
+        if r.kind != "evidence":
+            continue
+        stage, ev_step = r.payload["stage"], r.payload["inputs"].get("step")
+        keep = (
+            stage in (Stage.DATA, Stage.MONITOR)
+            or (stage == Stage.RELEASE and release)
+            or (stage in (Stage.TRAIN, Stage.CHECKPOINT) and ev_step == step)
+        )
+        if keep:
+            chosen.append((r, findings.get(r.seq)))
+    return chosen
+
+
+def _policy_summary(config_path: Path) -> dict[str, Any]:
+    """Read the facts a card states about the policy from LeRobot's config.json."""
+    if not config_path.is_file():
+        return {"type": None}
+    cfg = json.loads(config_path.read_text(encoding="utf-8"))
+    feats = cfg.get("input_features", {})
+    return {
+        "type": cfg.get("type"),
+        "inputs": {k: v.get("shape") for k, v in feats.items()},
+        "outputs": {k: v.get("shape") for k, v in cfg.get("output_features", {}).items()},
+        "chunk_size": cfg.get("chunk_size"),
+    }
+
+
+def build_card(gov: Any, checkpoint_dir: Path, *, step: int | None, release: bool) -> dict[str, Any]:
+    """Return the card.json content for ``checkpoint_dir`` from the run's ledger."""
+    ledger = gov.ledger
+    records = ledger.records()
+    start = next((r for r in records if r.kind == "run.start"), None)
+    manifest = start.payload["manifest"] if start else {}
+    chosen = _card_evidence(records, step, release)
+    metrics, findings, evidence = [], [], []
+    for ev, fi in chosen:
+        p = ev.payload
+        evidence.append(
+            {
+                "file": f"evidence/{ev.seq:06d}-{p['check_id']}.json",
+                "record": ev.cite(),
+                "artifacts": p["artifacts"],
+            }
+        )
+        for name, value in sorted(p["metrics"].items()):
+            metrics.append(
+                {
+                    "check_id": p["check_id"],
+                    "stage": p["stage"],
+                    "metric": name,
+                    "value": value,
+                    "record": ev.cite(),
+                }
+            )
+        if fi is not None:
+            f = fi.payload
+            findings.append(
+                {
+                    k: f[k]
+                    for k in ("check_id", "audit", "stage", "status", "severity", "message", "references")
+                }
+                | {"record": fi.cite()}
+            )
+    blocking = [f for f in findings if f["severity"] == "block" and f["status"] in ("fail", "error")]
+    head = ledger.head()
+    dataset = manifest.get("dataset", {})
+    card_dir = checkpoint_dir / CARD_DIR
+    return {
+        "schema": CARD_SCHEMA,
+        "created": utc_now(),
+        "generator": f"trustai {__version__}",
+        "model_details": {
+            "name": gov.run_dir.name,
+            "policy": _policy_summary(checkpoint_dir / "config.json"),
+            "step": step,
+            "release": release,
+            "framework": "lerobot " + manifest.get("environment", {}).get("packages", {}).get("lerobot", "?"),
+            "git": manifest.get("git"),
+            "provider": PROVIDER_TODO,
+            "license": PROVIDER_TODO,
+        },
+        "intended_use": {
+            "primary_uses": PROVIDER_TODO,
+            "primary_users": PROVIDER_TODO,
+            "out_of_scope": PROVIDER_TODO,
+        },
+        "training_data": {
+            "dataset": dataset.get("id"),
+            "fingerprint": dataset.get("fingerprint"),
+            "record": start.cite() if start else None,
+        },
+        "training": {
+            "seed": manifest.get("seed"),
+            "config": manifest.get("train_config"),
+            "environment": {k: v for k, v in manifest.get("environment", {}).items() if k != "packages"},
+        },
+        "quantitative_analysis": {"performance_metrics": metrics},
+        "governance": {
+            "policy_pack": start.payload["policy_pack"] | {"checks": None} if start else None,
+            "findings": findings,
+            "gate": "blocked" if blocking else "pass",
+            "blocking": [f["check_id"] for f in blocking],
+        },
+        "considerations": {
+            "limitations": [f"{f['check_id']}: {f['message']}" for f in findings if f["status"] != "pass"],
+            "ethical_considerations": PROVIDER_TODO,
+        },
+        "evidence": evidence,
+        "ledger": {"path": os.path.relpath(ledger.path, card_dir), "head": head.cite() if head else None},
+    }
+
+
+def render_readme(card: dict[str, Any]) -> str:
+    """Return the Hugging Face README.md (front matter with model-index) for a card."""
+    details = card["model_details"]
+    dataset = card["training_data"]["dataset"] or "unknown"
+    numeric = [
+        m
+        for m in card["quantitative_analysis"]["performance_metrics"]
+        if isinstance(m["value"], int | float) and not isinstance(m["value"], bool)
+    ]
+    front = {
+        "library_name": "lerobot",
+        "pipeline_tag": "robotics",
+        "tags": [
+            "robotics",
+            "lerobot",
+            "trustai",
+            *([details["policy"]["type"]] if details["policy"]["type"] else []),
+        ],
+        "datasets": [dataset],
+        "model-index": [
+            {
+                "name": details["name"],
+                "results": [
+                    {
+                        "task": {"type": "robotics", "name": "robot manipulation policy"},
+                        "dataset": {"type": dataset, "name": dataset},
+                        "metrics": [
+                            {
+                                "type": f"{m['check_id']}/{m['metric']}",
+                                "name": f"{m['check_id']} {m['metric']}",
+                                "value": m["value"],
+                            }
+                            for m in numeric
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    lines = [
+        "---",
+        yaml.safe_dump(front, sort_keys=False).rstrip(),
+        "---",
+        "",
+        f"# {details['name']} ({details['policy']['type']}, step {details['step']})",
+        "",
+        f"Governance gate: **{card['governance']['gate']}**. Generated by {card['generator']} from the "
+        "signed evidence in `trustai/`; every figure cites its ledger record.",
+        "",
+        "| check | stage | status | severity | finding | ledger record |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in card["governance"]["findings"]:
+        lines.append(
+            f"| {f['check_id']} | {f['stage']} | {f['status']} | {f['severity']} | "
+            f"{f['message'].replace('|', '/')} | {f['record']['seq']} `{f['record']['hash'][:12]}` |"
+        )
+    lines += [
+        "",
+        "## Intended use",
+        "",
+        card["intended_use"]["primary_uses"],
+        "",
+        "## Training data",
+        "",
+        f"Dataset `{dataset}`, fingerprint `{card['training_data']['fingerprint']}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(
+    gov: Any, checkpoint_dir: Path, *, step: int | None, release: bool
+) -> tuple[Path, dict[str, Any]]:
+    """Write card.json, README.md and copies of the cited evidence and artifacts into the checkpoint."""
+    card = build_card(gov, checkpoint_dir, step=step, release=release)
+    card_dir = checkpoint_dir / CARD_DIR
+    if card_dir.exists():
+        shutil.rmtree(card_dir)
+    (card_dir / "evidence").mkdir(parents=True)
+    for item in card["evidence"]:
+        shutil.copy2(gov.trustai_dir / item["file"], card_dir / item["file"])
+        for art in item["artifacts"]:
+            (card_dir / art["path"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(gov.trustai_dir / art["path"], card_dir / art["path"])
+    path = card_dir / CARD_NAME
+    path.write_text(pretty_json(card), encoding="utf-8")
+    (checkpoint_dir / "README.md").write_text(render_readme(card), encoding="utf-8")
+    return path, card

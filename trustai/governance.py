@@ -1,0 +1,138 @@
+"""A governed run: one policy pack, one run folder with its ledger, and the stage events that the
+training hooks or the CLI raise. ``Governance`` is the only place that connects audits, the policy
+pack, the ledger and the model card; hooks and commands stay thin.
+
+Run folder layout (``<run>/trustai/``): ``ledger.sqlite``, ``evidence/<seq>-<check>.json``,
+``artifacts/<stage>-<step>-<check>/...``.
+"""
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from trustai.audit import AuditContext
+from trustai.canonical import digest, pretty_json
+from trustai.evidence import Evidence, Finding, Inputs, Stage
+from trustai.ledger import LEDGER_NAME, Ledger, Record
+from trustai.policy import PolicyPack, judge, load_pack
+from trustai.runtime import measure_with_limit
+
+log = logging.getLogger("trustai")
+
+
+class Governance:
+    """Stage events of one run go through here: audits run, evidence and findings are recorded."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        pack: PolicyPack | str = "default",
+        *,
+        signing_key: Path | None = None,
+        seed: int = 0,
+    ):
+        self.run_dir = Path(run_dir)
+        self.pack = pack if isinstance(pack, PolicyPack) else load_pack(pack)
+        self.signing_key = Path(signing_key) if signing_key else None
+        self.seed = seed
+        self._ledger: Ledger | None = None
+        self.dataset: Any = None  # the training dataset, once a data stage has seen it
+        self.dataset_inputs = Inputs()
+
+    @property
+    def trustai_dir(self) -> Path:
+        """The folder inside the run that holds the ledger, evidence and artifacts."""
+        return self.run_dir / "trustai"
+
+    @property
+    def ledger(self) -> Ledger:
+        """The run's ledger, opened (and created) on first use."""
+        if self._ledger is None:
+            self._ledger = Ledger(self.trustai_dir / LEDGER_NAME)
+        return self._ledger
+
+    def start(self, manifest: dict[str, Any]) -> Record:
+        """Record the start of the run: the pack that governs it and the provenance manifest."""
+        pack = self.pack.model_dump(mode="json")
+        return self.ledger.append(
+            "run.start",
+            {
+                "policy_pack": {
+                    "name": self.pack.name,
+                    "version": self.pack.version,
+                    "digest": digest(pack),
+                    "source": self.pack.source,
+                    "checks": pack["checks"],
+                },
+                "manifest": manifest,
+            },
+        )
+
+    def run_stage(
+        self, stage: Stage, *, step: int | None = None, checks: Iterable | None = None, **context: Any
+    ) -> list[Finding]:
+        """Run the pack's checks for ``stage`` and record a stage event, each Evidence and each Finding.
+
+        ``context`` fills AuditContext fields (dataset, checkpoint_dir, training, ...). Never raises
+        for an audit's failure: it becomes an ``error`` finding.
+        """
+        self.ledger.append("stage", {"stage": stage.value, "step": step}, stage=stage.value)
+        inputs = context.pop("inputs", None) or self.dataset_inputs.model_copy(update={"step": step})
+        findings = []
+        for check in checks if checks is not None else self.pack.checks_for(stage):
+            ctx = AuditContext(
+                stage=stage,
+                seed=self.seed,
+                inputs=inputs,
+                artifact_dir=self.trustai_dir / "artifacts" / f"{stage.value}-{step or 0}-{check.id}",
+                **context,
+            )
+            evidence = measure_with_limit(check, ctx, self.trustai_dir)
+            findings.append(self.record(check, evidence))
+        return findings
+
+    def record(self, check: Any, evidence: Evidence) -> Finding:
+        """Append one Evidence and the Finding the pack draws from it; write the evidence file."""
+        ev_record = self.ledger.append("evidence", evidence.canonical(), stage=evidence.stage.value)
+        path = self.trustai_dir / "evidence" / f"{ev_record.seq:06d}-{check.id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(pretty_json(evidence.canonical()), encoding="utf-8")
+        finding = judge(check, evidence)
+        self.ledger.append(
+            "finding",
+            {**finding.canonical(), "evidence_record": ev_record.cite()},
+            stage=evidence.stage.value,
+        )
+        if finding.status.value in ("fail", "error"):
+            log.warning("trustai: %s %s: %s", check.id, finding.status.value, finding.message)
+        return finding
+
+    def seal(self, checkpoint_dir: Path, *, step: int | None, release: bool = False) -> Path:
+        """Write the model card and evidence into ``checkpoint_dir`` (a pretrained_model folder), sign
+        the folder when a key is set, and record the card in the ledger. Returns the card.json path."""
+        from trustai.card import write_card
+        from trustai.signing import sign_folder
+
+        card_path, card = write_card(self, Path(checkpoint_dir), step=step, release=release)
+        signature = sign_folder(Path(checkpoint_dir), self.signing_key) if self.signing_key else None
+        self.ledger.append(
+            "card",
+            {
+                "checkpoint": str(Path(checkpoint_dir).resolve().relative_to(self.run_dir.resolve()))
+                if Path(checkpoint_dir).resolve().is_relative_to(self.run_dir.resolve())
+                else str(checkpoint_dir),
+                "step": step,
+                "release": release,
+                "card_digest": digest(card),
+                "signed": signature is not None,
+            },
+            stage=(Stage.RELEASE if release else Stage.CHECKPOINT).value,
+        )
+        return card_path
+
+    def close(self) -> None:
+        """Close the ledger."""
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None

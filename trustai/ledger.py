@@ -1,0 +1,202 @@
+"""The evidence ledger: an append-only, hash-chained record of every stage event, evidence and
+finding of a run, in SQLite (WAL, fsync on every commit).
+
+Each record's hash covers its sequence number, time, kind, stage, the sha256 of its canonical JSON
+payload and the previous record's hash, so an edited, deleted, inserted or reordered record breaks
+the chain at a place ``verify`` names. Removing records from the end leaves a valid shorter chain;
+signed model cards anchor the head they saw, which ``trustai verify`` checks.
+"""
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trustai.canonical import canonical_json, digest, sha256_hex
+from trustai.errors import TrustaiUserError
+from trustai.evidence import utc_now
+
+GENESIS = "0" * 64
+LEDGER_NAME = "ledger.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    stage TEXT,
+    payload TEXT NOT NULL,
+    payload_sha256 TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
+BEGIN SELECT RAISE(ABORT, 'ledger records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
+BEGIN SELECT RAISE(ABORT, 'ledger records are append-only'); END;
+"""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One ledger record as stored."""
+
+    seq: int
+    ts: str
+    kind: str
+    stage: str | None
+    payload: dict[str, Any]
+    payload_sha256: str
+    prev_hash: str
+    hash: str
+
+    def cite(self) -> dict[str, Any]:
+        """Return the reference a card or report uses to cite this record."""
+        return {"seq": self.seq, "hash": self.hash, "kind": self.kind}
+
+
+def record_hash(seq: int, ts: str, kind: str, stage: str | None, payload_sha256: str, prev_hash: str) -> str:
+    """Return the chain hash of a record from its header fields."""
+    return digest(
+        {
+            "seq": seq,
+            "ts": ts,
+            "kind": kind,
+            "stage": stage,
+            "payload_sha256": payload_sha256,
+            "prev_hash": prev_hash,
+        }
+    )
+
+
+@dataclass
+class LedgerReport:
+    """Result of ``Ledger.verify``: ok only when the whole chain holds."""
+
+    path: Path
+    records: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+
+class Ledger:
+    """An append-only hash chain in one SQLite file. Safe to share between threads and processes."""
+
+    def __init__(self, path: Path, *, create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise TrustaiUserError(
+                "no ledger here",
+                where=str(self.path),
+                fix="point at a run folder written by a governed training run or trustai audit",
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            if create:
+                self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise TrustaiUserError(
+                f"ledger file is not a readable SQLite database ({exc})",
+                where=str(self.path),
+                fix="restore it from a backup; it cannot be trusted",
+            ) from None
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+    def append(self, kind: str, payload: dict[str, Any], stage: str | None = None) -> Record:
+        """Append one record atomically (fsynced on commit) and return it."""
+        body = canonical_json(payload)
+        payload_sha = sha256_hex(body)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+                ts = utc_now()
+                h = record_hash(seq, ts, kind, stage, payload_sha, prev)
+                self._db.execute(
+                    "INSERT INTO records (seq, ts, kind, stage, payload, payload_sha256, prev_hash, hash)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seq, ts, kind, stage, body.decode(), payload_sha, prev, h),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return Record(seq, ts, kind, stage, json.loads(body), payload_sha, prev, h)
+
+    def _rows(self, where: str = "", args: tuple = ()) -> list[Record]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, ts, kind, stage, payload, payload_sha256, prev_hash, hash FROM records "
+                f"{where} ORDER BY seq",
+                args,
+            ).fetchall()
+        return [Record(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
+
+    def records(self, kind: str | None = None) -> list[Record]:
+        """Return all records in order, or only those of ``kind``."""
+        return self._rows("WHERE kind = ?", (kind,)) if kind else self._rows()
+
+    def get(self, seq: int) -> Record | None:
+        """Return the record with sequence number ``seq``, or None."""
+        rows = self._rows("WHERE seq = ?", (seq,))
+        return rows[0] if rows else None
+
+    def head(self) -> Record | None:
+        """Return the last record, or None for an empty ledger."""
+        rows = self._rows("WHERE seq = (SELECT MAX(seq) FROM records)")
+        return rows[0] if rows else None
+
+    def verify(self) -> LedgerReport:
+        """Re-hash every record and walk the chain; name each record that does not hold."""
+        report = LedgerReport(self.path)
+        try:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT rowid, seq, ts, kind, stage, payload, payload_sha256, prev_hash, hash"
+                    " FROM records ORDER BY rowid"
+                ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            report.problems.append(f"ledger file is corrupt: {exc}")
+            return report
+        report.records = len(rows)
+        prev, expected_seq = GENESIS, 1
+        for _rowid, seq, ts, kind, stage, payload, payload_sha, prev_hash, h in rows:
+            name = f"record {seq} ({kind})"
+            if seq != expected_seq:
+                report.problems.append(
+                    f"{name}: expected sequence number {expected_seq} (deleted or reordered)"
+                )
+            if sha256_hex(str(payload).encode()) != payload_sha:
+                report.problems.append(f"{name}: payload was edited (sha256 mismatch)")
+            if prev_hash != prev:
+                report.problems.append(
+                    f"{name}: does not chain to the record before it (deleted or reordered)"
+                )
+            if record_hash(seq, ts, kind, stage, payload_sha, prev_hash) != h:
+                report.problems.append(f"{name}: header was edited (hash mismatch)")
+            prev, expected_seq = h, seq + 1
+        return report
+
+
+def find_ledger(start: Path) -> Path | None:
+    """Return the run ledger governing ``start`` (a run folder, checkpoint or file inside one)."""
+    start = Path(start).resolve()
+    for folder in [start, *start.parents]:
+        candidate = folder / "trustai" / LEDGER_NAME
+        if candidate.is_file():
+            return candidate
+    return None

@@ -1,0 +1,78 @@
+"""``trustai train``: LeRobot's own trainer, same flags and outputs, under governance.
+
+The flags are parsed exactly as ``lerobot-train`` parses them (its ``parser.wrap``), then
+``lerobot.scripts.lerobot_train.train`` runs with a GovernedAccelerator configured as LeRobot would
+configure its own Accelerator.
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from trustai.errors import TrustaiUserError
+from trustai.governance import Governance
+from trustai.policy import PolicyPack
+
+
+def parse_train_config(flags: list[str]) -> Any:
+    """Parse ``lerobot-train`` flags into a validated TrainPipelineConfig (output_dir resolved)."""
+    from lerobot.configs import parser
+    from lerobot.configs.train import TrainPipelineConfig
+
+    @parser.wrap()
+    def _parse(cfg: TrainPipelineConfig) -> TrainPipelineConfig:
+        return cfg
+
+    saved = sys.argv
+    sys.argv = ["lerobot-train", *flags]
+    try:
+        cfg = _parse()
+        cfg.validate()
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        raise TrustaiUserError(
+            f"lerobot-train flags rejected: {exc}",
+            where=" ".join(flags),
+            fix="fix the flag as lerobot-train would need it (lerobot-train --help)",
+        ) from None
+    except SystemExit as exc:
+        raise TrustaiUserError(
+            f"lerobot-train flags rejected (exit {exc.code})",
+            where=" ".join(flags),
+            fix="see the message above and lerobot-train --help",
+        ) from None
+    finally:
+        sys.argv = saved
+    return cfg
+
+
+def accelerator_kwargs(cfg: Any) -> dict[str, Any]:
+    """Return the Accelerator arguments LeRobot's ``train`` would use for ``cfg``."""
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    active = cfg.trainable_config
+    precision = {"bfloat16": "bf16", "float16": "fp16", "float32": "no"}.get(getattr(active, "dtype", None))
+    return {
+        "step_scheduler_with_optimizer": False,
+        "mixed_precision": precision,
+        "kwargs_handlers": [DistributedDataParallelKwargs(find_unused_parameters=True)],
+        "cpu": active.device == "cpu",
+    }
+
+
+def governed_train(flags: list[str], pack: PolicyPack | str, signing_key: Path | None) -> Path:
+    """Run LeRobot training with ``flags`` under ``pack``; return the run (output) folder."""
+    from lerobot.scripts.lerobot_train import train
+
+    from trustai.training_hooks.lerobot import GovernedAccelerator
+
+    cfg = parse_train_config(flags)
+    run_dir = Path(cfg.output_dir)
+    governance = Governance(run_dir, pack, signing_key=signing_key, seed=cfg.seed or 0)
+    config = json.loads(json.dumps(cfg.to_dict(), default=str))
+    accelerator = GovernedAccelerator(governance=governance, train_config=config, **accelerator_kwargs(cfg))
+    try:
+        train(cfg, accelerator=accelerator)
+    finally:
+        governance.close()
+    return run_dir
