@@ -85,6 +85,15 @@ class LedgerReport:
         return not self.problems
 
 
+def _parse_payload(text: str) -> dict[str, Any]:
+    """Decode a stored payload; a damaged one is returned as ``{"unreadable": text}`` (verify names it)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"unreadable": text}
+    return value if isinstance(value, dict) else {"unreadable": text}
+
+
 class Ledger:
     """An append-only hash chain in one SQLite file. Safe to share between threads and processes."""
 
@@ -144,7 +153,7 @@ class Ledger:
                 f"{where} ORDER BY seq",
                 args,
             ).fetchall()
-        return [Record(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
+        return [Record(r[0], r[1], r[2], r[3], _parse_payload(r[4]), r[5], r[6], r[7]) for r in rows]
 
     def records(self, kind: str | None = None) -> list[Record]:
         """Return all records in order, or only those of ``kind``."""

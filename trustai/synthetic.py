@@ -187,9 +187,10 @@ def make_synthetic_dataset(
     """Record a LeRobot v3 dataset at ``root`` (which must not exist yet) and return ``root``.
 
     Episode ``e`` carries ``tasks[e % len(tasks)]``; even task indices push the block left, odd
-    ones right. The same arguments always produce byte-identical data and metadata files. The result loads with
-    ``LeRobotDataset(repo_id, root=root)`` and trains LeRobot policies such as ACT. Cameras are
-    PNG images in the parquet files unless ``use_videos`` (which needs LeRobot's video encoder).
+    ones right. The same arguments always produce byte-identical data/ and meta/ files. The result
+    loads with ``LeRobotDataset(repo_id, root=root)`` and trains LeRobot policies such as ACT.
+    Cameras are PNG images in the parquet files unless ``use_videos`` (which needs LeRobot's video
+    encoder).
     """
     root = Path(root)
     if root.exists():

@@ -1,0 +1,299 @@
+"""Data audits: the quality of a LeRobot dataset before training on it and while monitoring it.
+
+``data.quality`` streams the frame parquet files twice (numbers first, then a budgeted sample of
+camera images), so its memory use does not grow with the dataset.
+"""
+
+import io
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from trustai.audit import Audit, AuditContext, Measurement, register
+from trustai.datasets import (
+    DatasetInfo,
+    episode_lengths,
+    iter_frame_batches,
+    open_dataset_meta,
+    resolve_dataset_root,
+    task_names,
+)
+from trustai.evidence import Stage
+
+# Rows per batch when reading camera columns: PNG bytes make these rows large.
+_IMAGE_BATCH_ROWS = 64
+# Scale factors that make MAD / mean absolute deviation estimate the standard deviation of a normal.
+_MAD_SCALE = 0.6745
+_MEAN_AD_SCALE = 1.253314
+
+
+class DataQualityParams(BaseModel):
+    """Parameters of ``data.quality``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_frames_for_images: int = Field(2000, ge=0, description="camera images decoded at most, in total")
+    frozen_pixel_delta: float = Field(
+        0.5, ge=0, description="mean |difference| (0-255 levels) under which two frames count as identical"
+    )
+    frozen_threshold: float = Field(
+        0.9, gt=0, le=1, description="share of checked consecutive frame pairs that must be identical"
+    )
+    gap_tolerance: float = Field(
+        0.5, ge=0, description="allowed |dt - 1/fps| between consecutive frames, as a fraction of 1/fps"
+    )
+    length_outlier_z: float = Field(3.0, gt=0, description="robust z-score beyond which a length is odd")
+
+
+@dataclass
+class _Episode:
+    """What the numeric pass learned about one episode."""
+
+    length: int = 0
+    nonfinite_state: int = 0
+    nonfinite_action: int = 0
+    gaps: int = 0
+    max_gap_s: float = 0.0
+    last_timestamp: float | None = None
+    task_frames: Counter[int] = field(default_factory=Counter)
+    frozen_cameras: list[str] = field(default_factory=list)
+
+
+def _runs(episode_index: np.ndarray) -> Iterator[tuple[int, slice]]:
+    """Yield (episode, rows) for each run of equal episode indices in a batch."""
+    starts = [0, *(np.flatnonzero(np.diff(episode_index)) + 1).tolist(), len(episode_index)]
+    for start, stop in pairwise(starts):
+        yield int(episode_index[start]), slice(start, stop)
+
+
+def _nonfinite_per_row(column: pa.Array) -> np.ndarray:
+    """Count NaN, inf and null values in each row of a float or list-of-float column."""
+    if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type):
+        values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+        parents = pc.list_parent_indices(column).to_numpy()
+        return np.bincount(parents[~np.isfinite(values)], minlength=len(column))
+    values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    return (~np.isfinite(values)).astype(np.int64)
+
+
+def _float_keys(info: DatasetInfo, prefix: str) -> list[str]:
+    return [
+        key
+        for key, ft in info.features.items()
+        if (key == prefix or key.startswith(prefix + ".")) and str(ft.get("dtype", "")).startswith("float")
+    ]
+
+
+def _scan_numbers(info: DatasetInfo, params: DataQualityParams) -> dict[int, _Episode]:
+    """Pass 1: lengths, non-finite values, timestamp gaps and task frames per episode."""
+    state_keys, action_keys = _float_keys(info, "observation"), _float_keys(info, "action")
+    period = 1.0 / info.fps
+    episodes: dict[int, _Episode] = {}
+    columns = ["episode_index", "timestamp", "task_index", *state_keys, *action_keys]
+    for batch in iter_frame_batches(info.root, columns):
+        episode_index = batch["episode_index"].to_numpy()
+        timestamps = batch["timestamp"].to_numpy(zero_copy_only=False).astype(np.float64)
+        task_index = batch["task_index"].to_numpy()
+        bad_state = sum((_nonfinite_per_row(batch[k]) for k in state_keys), np.zeros(len(batch), np.int64))
+        bad_action = sum((_nonfinite_per_row(batch[k]) for k in action_keys), np.zeros(len(batch), np.int64))
+        for index, rows in _runs(episode_index):
+            ep = episodes.setdefault(index, _Episode())
+            ts = timestamps[rows]
+            previous = [] if ep.last_timestamp is None else [ep.last_timestamp]
+            dt = np.diff(np.concatenate([previous, ts]))
+            # Written as "not within tolerance" so NaN timestamps count as gaps too.
+            ep.gaps += int(np.count_nonzero(~(np.abs(dt - period) <= params.gap_tolerance * period)))
+            finite_dt = dt[np.isfinite(dt)]
+            if finite_dt.size:
+                ep.max_gap_s = max(ep.max_gap_s, float(finite_dt.max()))
+            ep.last_timestamp = float(ts[-1])
+            ep.length += len(ts)
+            ep.nonfinite_state += int(bad_state[rows].sum())
+            ep.nonfinite_action += int(bad_action[rows].sum())
+            ep.task_frames.update(task_index[rows].tolist())
+    return episodes
+
+
+def _pair_plan(
+    lengths: dict[int, int], cameras: list[str], max_frames: int
+) -> dict[tuple[int, str], set[int]]:
+    """Choose which frames of each (episode, camera) to decode: consecutive pairs spread evenly,
+    at most ``max_frames`` images in total. Episodes too many for the budget get one pair each,
+    evenly spaced across the dataset, until the budget runs out."""
+    units = [(e, c) for e in sorted(lengths) for c in cameras if lengths[e] >= 2]
+    pairs = max_frames // 2
+    if not units or pairs == 0:
+        return {}
+    if pairs < len(units):
+        units = [units[i] for i in sorted(set(np.linspace(0, len(units) - 1, pairs).round().astype(int)))]
+    per_unit = pairs // len(units)
+    plan: dict[tuple[int, str], set[int]] = {}
+    for episode, camera in units:
+        length = lengths[episode]
+        if per_unit >= length - 1:
+            plan[episode, camera] = set(range(length))
+        else:
+            starts = np.linspace(0, length - 2, per_unit).round().astype(int)
+            plan[episode, camera] = {int(s) for s in starts} | {int(s) + 1 for s in starts}
+    return plan
+
+
+def _decode(cell: dict | None) -> np.ndarray | None:
+    if cell is None or cell.get("bytes") is None:
+        return None
+    with Image.open(io.BytesIO(cell["bytes"])) as image:
+        return np.asarray(image, dtype=np.int16)
+
+
+def _scan_frozen(
+    info: DatasetInfo, lengths: dict[int, int], params: DataQualityParams
+) -> tuple[dict[int, list[str]], int, int]:
+    """Pass 2: decode the planned camera frames; return frozen cameras per episode, images decoded
+    and episodes checked."""
+    cameras = info.image_keys
+    plan = _pair_plan(lengths, cameras, params.max_frames_for_images)
+    if not plan:
+        return {}, 0, 0
+    position: Counter[int] = Counter()
+    previous: dict[tuple[int, str], tuple[int, np.ndarray]] = {}
+    identical: Counter[tuple[int, str]] = Counter()
+    checked: Counter[tuple[int, str]] = Counter()
+    decoded = 0
+    for batch in iter_frame_batches(info.root, ["episode_index", *cameras], batch_size=_IMAGE_BATCH_ROWS):
+        for episode, rows in _runs(batch["episode_index"].to_numpy()):
+            first = position[episode]
+            position[episode] += rows.stop - rows.start
+            for camera in cameras:
+                wanted = plan.get((episode, camera), set())
+                for frame in sorted(f for f in wanted if first <= f < position[episode]):
+                    image = _decode(batch[camera][rows.start + frame - first].as_py())
+                    if image is None:
+                        continue
+                    decoded += 1
+                    before = previous.get((episode, camera))
+                    if before is not None and before[0] == frame - 1:
+                        checked[episode, camera] += 1
+                        same_shape = before[1].shape == image.shape
+                        if same_shape and np.abs(image - before[1]).mean() <= params.frozen_pixel_delta:
+                            identical[episode, camera] += 1
+                    previous[episode, camera] = (frame, image)
+    frozen: dict[int, list[str]] = {}
+    for (episode, camera), pairs in sorted(checked.items()):
+        if identical[episode, camera] / pairs >= params.frozen_threshold:
+            frozen.setdefault(episode, []).append(camera)
+    return frozen, decoded, len({episode for episode, _ in checked})
+
+
+def _robust_z(values: np.ndarray) -> np.ndarray:
+    """Modified z-scores (median / MAD); falls back to the mean absolute deviation when the MAD is 0,
+    and returns zeros when every value is the same."""
+    deviation = values - np.median(values)
+    mad = np.median(np.abs(deviation))
+    if mad > 0:
+        return _MAD_SCALE * deviation / mad
+    mean_ad = np.mean(np.abs(deviation))
+    if mean_ad > 0:
+        return deviation / (_MEAN_AD_SCALE * mean_ad)
+    return np.zeros_like(values, dtype=np.float64)
+
+
+def _task_rows(episodes: dict[int, _Episode], names: dict[int, str], total: int) -> list[dict[str, Any]]:
+    """One row per task known to meta/tasks.parquet or seen in the frames: frames, episodes, share."""
+    frames: Counter[int] = Counter()
+    episode_count: Counter[int] = Counter()
+    for ep in episodes.values():
+        frames.update(ep.task_frames)
+        episode_count.update(ep.task_frames.keys())
+    return [
+        {
+            "task_index": t,
+            "task": names.get(t, ""),
+            "frames": frames[t],
+            "episodes": episode_count[t],
+            "share": frames[t] / total if total else 0.0,
+        }
+        for t in sorted(set(names) | set(frames))
+    ]
+
+
+@register
+class DataQuality(Audit):
+    """Integrity of a LeRobot dataset: non-finite values, timestamp gaps, frozen cameras, odd episode
+    lengths, task coverage, and agreement between meta/episodes and the frames."""
+
+    name = "data.quality"
+    version = "1"
+    stages = frozenset({Stage.DATA, Stage.MONITOR})
+    Params = DataQualityParams
+
+    def measure(self, ctx: AuditContext, params: BaseModel) -> Measurement:
+        """Stream ``ctx.dataset`` (a LeRobotDataset or a dataset folder) and measure its quality.
+
+        The whole folder is audited, also when a LeRobotDataset selects only some episodes.
+        Metrics: frames, episodes, nonfinite_state_values (observation.* floats),
+        nonfinite_action_values, timestamp_gaps (consecutive frames of an episode whose dt is off
+        1/fps by more than gap_tolerance/fps), max_timestamp_gap_s (largest such dt), images_checked,
+        image_episodes_checked, cameras_unchecked (video cameras, which are not decoded),
+        frozen_camera_episodes, episode_length_outliers, min/max/median_episode_length,
+        episode_meta_mismatches (episodes whose meta/episodes length differs from their frames),
+        tasks (with frames) and min_task_share. Tables: ``episodes`` and ``tasks``.
+        """
+        assert isinstance(params, DataQualityParams)
+        info = open_dataset_meta(resolve_dataset_root(ctx.dataset))
+        episodes = _scan_numbers(info, params)
+        lengths = {index: ep.length for index, ep in episodes.items()}
+        frozen, images_checked, image_episodes = _scan_frozen(info, lengths, params)
+        for index, cameras in frozen.items():
+            episodes[index].frozen_cameras = cameras
+
+        order = sorted(episodes)
+        length_array = np.array([lengths[i] for i in order], dtype=np.float64)
+        z = _robust_z(length_array) if order else length_array
+        recorded = episode_lengths(info.root)
+        names = task_names(info.root)
+        total = int(length_array.sum())
+        task_rows = _task_rows(episodes, names, total)
+        episode_rows = [
+            {
+                "episode_index": i,
+                "length": lengths[i],
+                "length_z": round(float(zi), 4),
+                "task": names.get(episodes[i].task_frames.most_common(1)[0][0], ""),
+                "nonfinite_state": episodes[i].nonfinite_state,
+                "nonfinite_action": episodes[i].nonfinite_action,
+                "timestamp_gaps": episodes[i].gaps,
+                "max_timestamp_gap_s": round(episodes[i].max_gap_s, 6),
+                "frozen_cameras": episodes[i].frozen_cameras,
+                "meta_length": recorded.get(i),
+            }
+            for i, zi in zip(order, z, strict=True)
+        ]
+        metrics: dict[str, float | int | bool | None] = {
+            "frames": total,
+            "episodes": len(order),
+            "nonfinite_state_values": sum(ep.nonfinite_state for ep in episodes.values()),
+            "nonfinite_action_values": sum(ep.nonfinite_action for ep in episodes.values()),
+            "timestamp_gaps": sum(ep.gaps for ep in episodes.values()),
+            "max_timestamp_gap_s": round(max((ep.max_gap_s for ep in episodes.values()), default=0.0), 6),
+            "images_checked": images_checked,
+            "image_episodes_checked": image_episodes,
+            "cameras_unchecked": len(info.video_keys),
+            "frozen_camera_episodes": len(frozen),
+            "episode_length_outliers": int(np.count_nonzero(np.abs(z) > params.length_outlier_z)),
+            "min_episode_length": int(length_array.min()) if order else 0,
+            "max_episode_length": int(length_array.max()) if order else 0,
+            "median_episode_length": float(np.median(length_array)) if order else 0.0,
+            "episode_meta_mismatches": sum(recorded.get(i) != lengths[i] for i in order)
+            + len(set(recorded) - set(order)),
+            "tasks": sum(1 for row in task_rows if row["frames"] > 0),
+            "min_task_share": min((row["share"] for row in task_rows), default=0.0),
+        }
+        return Measurement(metrics=metrics, tables={"episodes": episode_rows, "tasks": task_rows})
