@@ -125,9 +125,9 @@ def _scan_numbers(info: DatasetInfo, params: DataQualityParams) -> dict[int, _Ep
 def _pair_plan(
     lengths: dict[int, int], cameras: list[str], max_frames: int
 ) -> dict[tuple[int, str], set[int]]:
-    """Choose which frames of each (episode, camera) to decode: consecutive pairs spread evenly,
-    at most ``max_frames`` images in total. Episodes too many for the budget get one pair each,
-    evenly spaced across the dataset, until the budget runs out."""
+    """Choose which frames of each (episode, camera) to decode: consecutive pairs spread evenly
+    over the episode, at most ``max_frames`` images in total. When there are more (episode, camera)
+    units than pairs in the budget, an evenly spaced subset of units gets one pair each."""
     units = [(e, c) for e in sorted(lengths) for c in cameras if lengths[e] >= 2]
     pairs = max_frames // 2
     if not units or pairs == 0:
@@ -141,7 +141,9 @@ def _pair_plan(
         if per_unit >= length - 1:
             plan[episode, camera] = set(range(length))
         else:
-            starts = np.linspace(0, length - 2, per_unit).round().astype(int)
+            # Interior points only: robots often idle at an episode's start and end, where a live
+            # camera on a still scene is the easiest to mistake for a frozen one.
+            starts = np.linspace(0, length - 2, per_unit + 2)[1:-1].round().astype(int)
             plan[episode, camera] = {int(s) for s in starts} | {int(s) + 1 for s in starts}
     return plan
 
@@ -151,6 +153,11 @@ def _decode(cell: dict | None) -> np.ndarray | None:
         return None
     with Image.open(io.BytesIO(cell["bytes"])) as image:
         return np.asarray(image, dtype=np.int16)
+
+
+def _same(a: np.ndarray, b: np.ndarray, delta: float) -> bool:
+    """True when two decoded images have one shape and differ by at most ``delta`` on average."""
+    return a.shape == b.shape and float(np.abs(a - b).mean()) <= delta
 
 
 def _scan_frozen(
@@ -178,13 +185,13 @@ def _scan_frozen(
                     if image is None:
                         continue
                     decoded += 1
-                    before = previous.get((episode, camera))
+                    before = previous.pop((episode, camera), None)
                     if before is not None and before[0] == frame - 1:
                         checked[episode, camera] += 1
-                        same_shape = before[1].shape == image.shape
-                        if same_shape and np.abs(image - before[1]).mean() <= params.frozen_pixel_delta:
-                            identical[episode, camera] += 1
-                    previous[episode, camera] = (frame, image)
+                        identical[episode, camera] += _same(before[1], image, params.frozen_pixel_delta)
+                    # Hold an image only until its partner arrives, so memory stays at one per camera.
+                    if frame + 1 in wanted:
+                        previous[episode, camera] = (frame, image)
     frozen: dict[int, list[str]] = {}
     for (episode, camera), pairs in sorted(checked.items()):
         if identical[episode, camera] / pairs >= params.frozen_threshold:

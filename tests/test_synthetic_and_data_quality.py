@@ -51,8 +51,9 @@ def test_clean_dataset_loads_in_lerobot(clean: Path) -> None:
 
 
 def test_synthetic_dataset_is_deterministic(clean: Path, tmp_path: Path) -> None:
-    assert dataset_fingerprint(make_synthetic_dataset(tmp_path / "again")) == dataset_fingerprint(clean)
-    assert dataset_fingerprint(make_synthetic_dataset(tmp_path / "other", seed=1)) != dataset_fingerprint(clean)
+    reference = dataset_fingerprint(clean)
+    assert dataset_fingerprint(make_synthetic_dataset(tmp_path / "again")) == reference
+    assert dataset_fingerprint(make_synthetic_dataset(tmp_path / "other", seed=1)) != reference
 
 
 def test_actions_follow_states(clean: Path) -> None:
@@ -83,9 +84,7 @@ def test_data_quality_on_clean_dataset(clean: Path) -> None:
     assert m["min_task_share"] == pytest.approx(0.5)
     assert [row["share"] for row in result.tables["tasks"]] == pytest.approx([0.5, 0.5])
     assert all(type(v) in (int, float, bool) for v in m.values())
-    Evidence(
-        audit="data.quality", audit_version="1", stage=Stage.DATA, check_id="q", **vars(result)
-    ).digest()
+    Evidence(audit="data.quality", audit_version="1", stage=Stage.DATA, check_id="q", **vars(result)).digest()
 
 
 def test_data_quality_finds_each_planted_fault(faulty: Path) -> None:

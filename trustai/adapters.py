@@ -93,6 +93,7 @@ class _Sampler:
     chunk: Callable[[PreTrainedPolicy, Batch, torch.Generator], Tensor]
     chunk_size: Callable[[Any], int]
     has_language: bool
+    state_differentiable: bool = True
     prepare: Callable[[Any, Batch], Batch] = lambda config, batch: batch
 
 
@@ -145,7 +146,9 @@ _SAMPLERS: dict[str, _Sampler] = {
     "diffusion": _Sampler(
         _diffusion_chunk, lambda config: config.n_action_steps, has_language=False, prepare=_with_time_axis
     ),
-    "pi05": _Sampler(_pi05_chunk, lambda config: config.chunk_size, has_language=True),
+    "pi05": _Sampler(
+        _pi05_chunk, lambda config: config.chunk_size, has_language=True, state_differentiable=False
+    ),
 }
 
 
@@ -325,6 +328,10 @@ class PolicyAdapter:
             raise ValueError(f"batch lacks inputs the {self.policy_type} policy needs: {', '.join(missing)}")
 
     def _preprocess(self, batch: Batch) -> Batch:
+        if not self._sampler.state_differentiable and OBS_STATE in batch:
+            # The state is discretised into text tokens (no gradient), and the step doing so
+            # deep-copies it, which autograd forbids for a tensor that is part of a graph.
+            batch = {**batch, OBS_STATE: batch[OBS_STATE].detach()}
         return self.preprocessor(batch) if self.preprocessor is not None else batch
 
     @contextlib.contextmanager

@@ -51,11 +51,6 @@ def demo_train_flags(dataset: Path, run_dir: Path, steps: int = 40, save_freq: i
 
 def run_demo(out: Path, pack: str = "default") -> DemoResult:
     """Run the demo into ``out`` (which must not exist yet) and return what it produced."""
-    from trustai.keys import generate_keypair
-    from trustai.lerobot_train import governed_train
-    from trustai.synthetic import make_synthetic_dataset
-    from trustai.verify import verify_checkpoint
-
     out = Path(out).resolve()
     if out.exists() and any(out.iterdir()):
         raise TrustaiUserError(
@@ -74,6 +69,12 @@ def run_demo(out: Path, pack: str = "default") -> DemoResult:
             "MPLCONFIGDIR": str(out / ".cache" / "matplotlib"),
         }
     )
+    # Imported only now: `datasets` and LeRobot read their cache locations at import time.
+    from trustai.keys import generate_keypair
+    from trustai.lerobot_train import governed_train
+    from trustai.synthetic import make_synthetic_dataset
+    from trustai.verify import verify_checkpoint
+
     private, public = out / "keys" / "signing-key.pem", out / "keys" / "signing-key.pub"
     generate_keypair(private, public)
     dataset = make_synthetic_dataset(

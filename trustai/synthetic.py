@@ -88,7 +88,7 @@ def _trajectory(
 
 def _actions(states: np.ndarray, action_dim: int) -> np.ndarray:
     """Next state as the action; the last frame extrapolates one step. Extra dims are zero."""
-    nxt = np.concatenate([states[1:], 2 * states[-1:] - states[-2:-1]]) if len(states) > 1 else states
+    nxt = np.concatenate([states[1:], 2 * states[-1:] - states[-2:-1]])
     actions = np.zeros((len(states), action_dim), np.float32)
     width = min(action_dim, states.shape[1])
     actions[:, :width] = nxt[:, :width]
