@@ -27,8 +27,8 @@ from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 from lerobot.policies.factory import make_pre_post_processors
 from lerobot.policies.pi05 import modeling_pi05, processor_pi05
 from lerobot.policies.pi05.configuration_pi05 import PI05Config
-from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.policies.pi_gemma import PaliGemmaForConditionalGenerationWithPiGemma, PiGemmaForCausalLM
+from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.processor import TokenizerProcessorStep
 
 CAMERAS = ("observation.images.top", "observation.images.wrist")
@@ -58,7 +58,7 @@ TINY_VOCAB = list(
             "<bos>",
             "<eos>",
             *(str(i) for i in range(256)),  # π0.5 writes the state as 256-bin integers into the prompt
-            *"Task State Action : , ;".split(),
+            *["Task", "State", "Action", ":", ",", ";"],
             *" ".join(TASKS).split(),
         ]
     )
@@ -118,7 +118,7 @@ def tiny_act(features: dict[str, PolicyFeature] | None = None) -> Built:
 
 
 def tiny_diffusion(features: dict[str, PolicyFeature] | None = None) -> Built:
-    """Diffusion: one shared random ResNet-18 on 64×64 resized images, 2-level U-Net, 2 obs steps, 3 DDPM steps."""
+    """Diffusion: one shared random ResNet-18 on images resized to 64×64, 2 obs steps, 3 DDPM steps."""
     torch.manual_seed(0)
     config = DiffusionConfig(
         **_split(features or policy_features()),
@@ -230,7 +230,9 @@ def save_checkpoint(built: Built, folder: Path) -> Path:
 def observation_batch(size: int, seed: int = 0, *, language: bool = True) -> dict[str, Any]:
     """A raw observation batch in dataset units: cameras in [0, 1] (B×3×32×32), state B×14, tasks."""
     generator = torch.Generator().manual_seed(seed)
-    batch: dict[str, Any] = {camera: torch.rand(size, *IMAGE_SHAPE, generator=generator) for camera in CAMERAS}
+    batch: dict[str, Any] = {
+        camera: torch.rand(size, *IMAGE_SHAPE, generator=generator) for camera in CAMERAS
+    }
     batch["observation.state"] = torch.rand(size, DOF, generator=generator)
     if language:
         batch["task"] = [TASKS[i % len(TASKS)] for i in range(size)]

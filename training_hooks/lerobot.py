@@ -13,6 +13,7 @@ ledger; it never propagates into the training loop.
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,19 +29,24 @@ log = logging.getLogger("trustai")
 
 
 def _never_raise(method: Callable) -> Callable:
-    """Run a governance step; on any exception, log and record it instead of raising."""
+    """Run a governance step; on any exception, log and record it instead of raising. The time spent
+    is added to ``blocked_s``: how long the training loop waited on trustai."""
 
     @functools.wraps(method)
     def guarded(self: "GovernedAccelerator", *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
         try:
             return method(self, *args, **kwargs)
-        except Exception as exc:
+        except Exception as exc:  # governance must never stop training
             log.exception("trustai: %s failed; training continues", method.__name__)
             try:
-                self.governance.ledger.append("hook.error", {"hook": method.__name__, "error": repr(exc)})
+                if self.is_main_process:  # only the main process writes the ledger
+                    self.governance.ledger.append("hook.error", {"hook": method.__name__, "error": repr(exc)})
             except Exception:
                 log.exception("trustai: could not record the hook error")
             return None
+        finally:
+            self.blocked_s += time.perf_counter() - t0
 
     return guarded
 
@@ -57,6 +63,7 @@ class GovernedAccelerator(Accelerator):
         self.governance = governance
         self.train_config = train_config
         self.health = TrainingHealth()
+        self.blocked_s = 0.0  # wall time the training loop spent inside trustai code
         self._started = False
         self._sealed: set[Path] = set()
         self._last_checkpoint: tuple[Path, int] | None = None
@@ -72,18 +79,26 @@ class GovernedAccelerator(Accelerator):
     def backward(self, loss: Any, **kwargs: Any) -> None:
         """Accelerator.backward, then keep the loss for train.health (device tensor, no sync)."""
         super().backward(loss, **kwargs)
+        t0 = time.perf_counter()
         self.health.observe_loss(loss)
+        self.blocked_s += time.perf_counter() - t0
 
     def clip_grad_norm_(self, parameters: Any, max_norm: float, norm_type: float = 2) -> Any:
         """Accelerator.clip_grad_norm_, then keep the total norm for train.health (no sync)."""
         norm = super().clip_grad_norm_(parameters, max_norm, norm_type=norm_type)
+        t0 = time.perf_counter()
         if norm is not None:
             self.health.observe_grad_norm(norm)
+        self.blocked_s += time.perf_counter() - t0
         return norm
 
     def wait_for_everyone(self) -> None:
-        """Barrier, then seal any checkpoint LeRobot has just written (main process only)."""
+        """Barrier; then every rank folds its health counters into the main process's view (a
+        collective only at LeRobot's own barriers, never per step) and the main process seals any
+        checkpoint LeRobot has just written."""
         super().wait_for_everyone()
+        if self.num_processes > 1:
+            self._reduce_health()
         if self.is_main_process and self._started:
             self._on_barrier()
 
@@ -116,6 +131,10 @@ class GovernedAccelerator(Accelerator):
         gov.start(self.manifest)
         self._started = True
         gov.run_stage(Stage.DATA, step=0, dataset=dataset, manifest=self.manifest)
+
+    @_never_raise
+    def _reduce_health(self) -> None:
+        self.health.reduce_across_ranks(self)
 
     def _checkpoints(self) -> list[Path]:
         return sorted(self.governance.run_dir.glob("checkpoints/[0-9]*/pretrained_model"))

@@ -30,9 +30,9 @@ cache, or ``from_checkpoint(..., tokenizer=<local folder>)`` points it at a save
 
 Not supported: GR00T (``groot``) builds its backbone with ``GR00TN17.from_pretrained`` from the hub with
 ``trust_remote_code=True`` even for a fine-tuned checkpoint, and SmolVLA (``smolvla``) fetches its
-SmolVLM config and processor from the hub in its constructor; neither can be built offline. Both
-would go through this same interface with a sampler that passes a fixed ``noise`` to their
-undecorated ``sample_actions`` like π0.5.
+SmolVLM config and processor from the hub in its constructor; neither can be built offline, so
+``from_checkpoint`` refuses them. Both are flow-matching policies and would plug in as one more
+``_SAMPLERS`` entry that, as for π0.5, calls their undecorated sampler with a fixed noise tensor.
 """
 
 from __future__ import annotations
@@ -47,9 +47,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from safetensors import SafetensorError, safe_open
-from torch import Tensor
-
 from lerobot.utils.constants import (
     ACTION,
     OBS_IMAGES,
@@ -57,6 +54,9 @@ from lerobot.utils.constants import (
     OBS_LANGUAGE_TOKENS,
     OBS_STATE,
 )
+from safetensors import SafetensorError, safe_open
+from torch import Tensor
+
 from trustai.errors import TrustaiUserError
 
 if TYPE_CHECKING:
@@ -204,15 +204,25 @@ class PolicyAdapter:
         _require_safetensors_weights(folder)
         for file in sorted(folder.glob("*.safetensors")):
             _check_safetensors(file)
-        _sampler_for(str(config_json.get("type")), where=str(folder / CONFIG_FILE))
-        preprocessor_json = _read_json(folder / PREPROCESSOR_FILE, "checkpoints saved before LeRobot 0.4 lack it")
+        if not isinstance(config_json.get("type"), str):
+            raise TrustaiUserError(
+                "config.json names no policy 'type'",
+                where=str(folder / CONFIG_FILE),
+                fix="restore config.json from the original checkpoint or re-save the policy",
+            )
+        _sampler_for(config_json["type"], where=str(folder / CONFIG_FILE))
+        preprocessor_json = _read_json(
+            folder / PREPROCESSOR_FILE, "checkpoints saved before LeRobot 0.4 lack it"
+        )
         _read_json(folder / POSTPROCESSOR_FILE, "checkpoints saved before LeRobot 0.4 lack it")
 
         # LeRobot's loaders print progress to stdout, which belongs to the CLI's own output.
         with contextlib.redirect_stdout(sys.stderr):
             config = _load_config(folder, device)
             policy = _load_policy(folder, config)
-            preprocessor, postprocessor = _load_processors(folder, config, preprocessor_json, device, tokenizer)
+            preprocessor, postprocessor = _load_processors(
+                folder, config, preprocessor_json, device, tokenizer
+            )
         return cls(policy, preprocessor, postprocessor, seed=seed)
 
     @property
@@ -223,7 +233,9 @@ class PolicyAdapter:
     @property
     def camera_keys(self) -> list[str]:
         """The ``observation.images.*`` inputs the policy reads from a dataset, in the policy's order."""
-        empty = {f"{OBS_IMAGES}.empty_camera_{i}" for i in range(getattr(self.policy.config, "empty_cameras", 0))}
+        empty = {
+            f"{OBS_IMAGES}.empty_camera_{i}" for i in range(getattr(self.policy.config, "empty_cameras", 0))
+        }
         return [key for key in self.policy.config.image_features if key not in empty]
 
     @property
@@ -368,7 +380,7 @@ def _take_row(value: Any, row: int) -> Any:
     if isinstance(value, Tensor) and value.ndim > 0:
         return value[row : row + 1]
     if isinstance(value, list | tuple):
-        return type(value)(value[row : row + 1])
+        return value[row : row + 1]
     return value
 
 
@@ -463,9 +475,10 @@ def _load_policy(folder: Path, config: PreTrainedConfig) -> PreTrainedPolicy:
         policy = get_policy_class(config.type).from_pretrained(folder, config=config, local_files_only=True)
     except Exception as exc:
         raise TrustaiUserError(
-            f"the weights could not be loaded into the {config.type} policy ({exc})",
+            f"the {config.type} policy could not be built and loaded ({exc})",
             where=str(folder / WEIGHTS_FILE),
-            fix="use the model.safetensors saved together with this config.json",
+            fix="use the model.safetensors saved together with this config.json, and install any "
+            "package the message names",
         ) from exc
     _check_weights_fit(policy, folder / WEIGHTS_FILE)
     return policy
@@ -517,9 +530,7 @@ def _load_processors(
     if tokenizer is not None:
         overrides["tokenizer_processor"] = {"tokenizer_name": str(tokenizer)}
     try:
-        return make_pre_post_processors(
-            config, pretrained_path=str(folder), preprocessor_overrides=overrides
-        )
+        return make_pre_post_processors(config, pretrained_path=str(folder), preprocessor_overrides=overrides)
     except Exception as exc:
         raise TrustaiUserError(
             f"the pre/post-processor pipelines could not be loaded ({exc})",

@@ -7,7 +7,7 @@ Run folder layout (``<run>/trustai/``): ``ledger.sqlite``, ``evidence/<seq>-<che
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,12 @@ from trustai.audit import AuditContext
 from trustai.canonical import digest, pretty_json
 from trustai.evidence import Evidence, Finding, Inputs, Stage
 from trustai.ledger import LEDGER_NAME, Ledger, Record
-from trustai.policy import PolicyPack, judge, load_pack
+from trustai.policy import Check, PolicyPack, judge, load_pack
 from trustai.runtime import measure_with_limit
 
 log = logging.getLogger("trustai")
+
+ASYNC_STAGES = frozenset({Stage.CHECKPOINT, Stage.RELEASE, Stage.MONITOR})
 
 
 class Governance:
@@ -39,6 +41,7 @@ class Governance:
         self._ledger: Ledger | None = None
         self.dataset: Any = None  # the training dataset, once a data stage has seen it
         self.dataset_inputs = Inputs()
+        self.auditor: Any = None  # a trustai.ray_runtime.RayAuditor when audits run on Ray
 
     @property
     def trustai_dir(self) -> Path:
@@ -69,28 +72,50 @@ class Governance:
             },
         )
 
-    def run_stage(
-        self, stage: Stage, *, step: int | None = None, checks: Iterable | None = None, **context: Any
-    ) -> list[Finding]:
+    def run_stage(self, stage: Stage, *, step: int | None = None, checks: Iterable | None = None,
+                  on_done: Callable[[list[Finding]], None] | None = None, **context: Any) -> list[Finding]:
         """Run the pack's checks for ``stage`` and record a stage event, each Evidence and each Finding.
 
         ``context`` fills AuditContext fields (dataset, checkpoint_dir, training, ...). Never raises
-        for an audit's failure: it becomes an ``error`` finding.
+        for an audit's failure: it becomes an ``error`` finding. With an auditor set, checkpoint,
+        release and monitor checks go to it and this returns at once (``[]``); ``on_done(findings)``
+        runs when they have all been recorded, inline or asynchronously.
         """
         self.ledger.append("stage", {"stage": stage.value, "step": step}, stage=stage.value)
         inputs = context.pop("inputs", None) or self.dataset_inputs.model_copy(update={"step": step})
+        checks = list(checks if checks is not None else self.pack.checks_for(stage))
+        if self.auditor is not None and stage in ASYNC_STAGES:
+            self.auditor.submit([self._job(c, stage, step, inputs, context) for c in checks], on_done)
+            return []
         findings = []
-        for check in checks if checks is not None else self.pack.checks_for(stage):
-            ctx = AuditContext(
-                stage=stage,
-                seed=self.seed,
-                inputs=inputs,
-                artifact_dir=self.trustai_dir / "artifacts" / f"{stage.value}-{step or 0}-{check.id}",
-                **context,
-            )
-            evidence = measure_with_limit(check, ctx, self.trustai_dir)
-            findings.append(self.record(check, evidence))
+        for check in checks:
+            ctx = AuditContext(stage=stage, seed=self.seed, inputs=inputs, artifact_dir=self._artifact_dir(stage, step, check),
+                               **context)
+            findings.append(self.record(check, measure_with_limit(check, ctx, self.trustai_dir)))
+        if on_done is not None:
+            on_done(findings)
         return findings
+
+    def _artifact_dir(self, stage: Stage, step: int | None, check: Check) -> Path:
+        return self.trustai_dir / "artifacts" / f"{stage.value}-{step or 0}-{check.id}"
+
+    def _job(self, check: Check, stage: Stage, step: int | None, inputs: Inputs, context: dict) -> Any:
+        from trustai.datasets import resolve_dataset_root
+        from trustai.ray_runtime import AuditJob
+
+        dataset = context.get("dataset")
+        training = context.get("training")
+        return AuditJob(
+            check=check, stage=stage, step=step, inputs=inputs, seed=self.seed,
+            checkpoint_dir=str(context["checkpoint_dir"]) if context.get("checkpoint_dir") else None,
+            dataset_root=str(resolve_dataset_root(dataset)) if dataset is not None else None,
+            manifest=context.get("manifest"),
+            training=training.summary() if hasattr(training, "summary") else training,
+        )
+
+    def drain(self) -> bool:
+        """Wait for asynchronous audits (at most the pack's ``release_wait_s``); True if all finished."""
+        return self.auditor.drain(self.pack.release_wait_s) if self.auditor is not None else True
 
     def record(self, check: Any, evidence: Evidence) -> Finding:
         """Append one Evidence and the Finding the pack draws from it; write the evidence file."""
@@ -132,7 +157,9 @@ class Governance:
         return card_path
 
     def close(self) -> None:
-        """Close the ledger."""
+        """Stop the auditor's collector and close the ledger."""
+        if self.auditor is not None:
+            self.auditor.shutdown()
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None

@@ -60,6 +60,7 @@ class PolicyPack(BaseModel):
     version: int = 1
     description: str = ""
     checks: list[Check] = Field(default_factory=list)
+    release_wait_s: float = Field(default=3600.0, gt=0)  # longest the end of training waits for audits
     source: str = Field(default="", exclude=True)
 
     def checks_for(self, stage: Stage) -> list[Check]:

@@ -1,0 +1,73 @@
+"""Fault-injection audits: prove that a deployment of trustai survives audits that raise, hang,
+exhaust memory or kill their worker. Each becomes an ``error`` finding; training goes on. Use them in
+a test pack to check a cluster setup (Ray retries, time limits) before trusting it with real audits."""
+
+import os
+import time
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trustai.audit import Audit, AuditContext, Measurement, register
+from trustai.evidence import Stage
+
+
+class ChaosParams(BaseModel):
+    """``seconds`` to hang; ``gigabytes`` to allocate."""
+
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = Field(default=3600.0, ge=0)
+    gigabytes: float = Field(default=1024.0, ge=0)
+
+
+@register
+class Raise(Audit):
+    """Raises RuntimeError."""
+
+    name = "chaos.raise"
+    stages = frozenset(Stage)
+    Params = ChaosParams
+
+    def measure(self, ctx: AuditContext, params: ChaosParams) -> Measurement:
+        raise RuntimeError("chaos.raise: planted failure")
+
+
+@register
+class Hang(Audit):
+    """Sleeps ``seconds`` (past its time limit), then returns nothing."""
+
+    name = "chaos.hang"
+    stages = frozenset(Stage)
+    Params = ChaosParams
+
+    def measure(self, ctx: AuditContext, params: ChaosParams) -> Measurement:
+        time.sleep(params.seconds)
+        return Measurement()
+
+
+@register
+class ExhaustMemory(Audit):
+    """Tries to allocate ``gigabytes`` at once; the allocation fails with MemoryError."""
+
+    name = "chaos.exhaust_memory"
+    stages = frozenset(Stage)
+    Params = ChaosParams
+
+    def measure(self, ctx: AuditContext, params: ChaosParams) -> Measurement:
+        import numpy as np
+
+        np.ones(int(params.gigabytes * (1 << 30)), dtype=np.uint8)
+        return Measurement()
+
+
+@register
+class CrashWorker(Audit):
+    """Kills the process it runs in (only meaningful in a Ray worker; refuses to run inline)."""
+
+    name = "chaos.crash_worker"
+    stages = frozenset(Stage)
+    Params = ChaosParams
+
+    def measure(self, ctx: AuditContext, params: ChaosParams) -> Measurement:
+        if os.environ.get("TRUSTAI_AUDIT_WORKER") != "1":
+            raise RuntimeError("chaos.crash_worker only kills isolated audit workers, not this process")
+        os._exit(137)

@@ -1,0 +1,161 @@
+"""The rendering-neutral shape of a compliance report: sections of facts, tables, figures and evidence,
+each carrying the ledger records it was drawn from. Frameworks fill it; renderers only lay it out."""
+
+from dataclasses import dataclass, field
+
+from trustai.ledger import Record
+
+# Where a fact came from, shown next to it so a reader knows what is measured and what is declared.
+LEDGER = "ledger"
+PROVIDER = "provider (system.yaml)"
+TO_SUPPLY = "to be supplied by the provider"
+
+
+@dataclass(frozen=True, order=True)
+class Cite:
+    """A reference to one ledger record: sequence number, chain hash and kind."""
+
+    seq: int
+    hash: str
+    kind: str
+
+    @classmethod
+    def of(cls, record: Record) -> "Cite":
+        """Return the citation of ``record``."""
+        return cls(record.seq, record.hash, record.kind)
+
+    @property
+    def label(self) -> str:
+        """Return the short form printed in reports: ``#seq hashprefix``."""
+        return f"#{self.seq} {self.hash[:12]}"
+
+
+@dataclass
+class Fact:
+    """One labelled statement with its source and the records it rests on."""
+
+    label: str
+    value: str
+    source: str = LEDGER
+    cites: list[Cite] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    """A table of preformatted cells; ``cites`` are the records every row is drawn from."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    cites: list[Cite] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class Figure:
+    """A PNG picture (bytes) with its caption and the records it was drawn from."""
+
+    name: str  # stable file-name stem, unique within a document
+    title: str
+    png: bytes
+    caption: str
+    cites: list[Cite] = field(default_factory=list)
+
+
+@dataclass
+class Content:
+    """Facts, tables and figures that some source of evidence contributes to a section."""
+
+    facts: list[Fact] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+
+    def extend(self, other: "Content") -> None:
+        """Append ``other``'s facts, tables and figures to this content."""
+        self.facts += other.facts
+        self.tables += other.tables
+        self.figures += other.figures
+
+    def __bool__(self) -> bool:
+        return bool(self.facts or self.tables or self.figures)
+
+    @property
+    def cites(self) -> list[Cite]:
+        """Every record cited anywhere in this content, sorted and without repeats."""
+        found = {c for part in (*self.facts, *self.tables, *self.figures) for c in part.cites}
+        return sorted(found)
+
+
+@dataclass
+class EvidenceView:
+    """The full rendering of one evidence record and its finding, placed in one section."""
+
+    anchor: str
+    title: str
+    status: str  # finding status, or "not judged"
+    summary: str
+    cite: Cite
+    content: Content
+
+
+@dataclass
+class Section:
+    """One framework item (an Annex IV point, a MEASURE subcategory, an Annex A control)."""
+
+    key: str
+    title: str
+    asks: str  # what the framework asks for, in a sentence
+    content: Content = field(default_factory=Content)
+    evidence: list[EvidenceView] = field(default_factory=list)  # evidence whose home is here
+    served_by: Table | None = None  # every evidence record serving this item, home or not
+    gaps: list[str] = field(default_factory=list)
+
+    @property
+    def anchor(self) -> str:
+        """The HTML id of this section."""
+        return "s-" + "".join(ch if ch.isalnum() else "-" for ch in self.key).strip("-").lower()
+
+    @property
+    def status(self) -> str:
+        """``complete`` (no gap), ``partial`` (evidence and gaps) or ``gap`` (nothing but gaps)."""
+        if not self.gaps:
+            return "complete"
+        return "partial" if (self.content or self.evidence or self.served_by) else "gap"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one integrity check made while rendering: ok, failed or not checked."""
+
+    name: str
+    status: str
+    problems: tuple[str, ...] = ()
+
+
+@dataclass
+class Document:
+    """A whole report: cover facts, integrity verdicts, sections, crosswalk and the records it cites."""
+
+    framework: str
+    title: str
+    subtitle: str
+    cover: list[Fact]
+    verdicts: list[Verdict]
+    summary: Table
+    sections: list[Section]
+    crosswalk: Table | None
+    records: list[Record]  # every record cited, in sequence order
+
+    @property
+    def tampered(self) -> bool:
+        """True when any integrity check failed."""
+        return any(v.status == "failed" for v in self.verdicts)
+
+    def figures(self) -> list[Figure]:
+        """Every figure of the document in reading order."""
+        found: list[Figure] = []
+        for section in self.sections:
+            found += section.content.figures
+            for view in section.evidence:
+                found += view.content.figures
+        return found
