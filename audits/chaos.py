@@ -12,11 +12,19 @@ from trustai.evidence import Stage
 
 
 class ChaosParams(BaseModel):
-    """``seconds`` to hang; ``gigabytes`` to allocate."""
+    """``seconds`` to hang; ``gigabytes`` to allocate; ``attempts_file``: each attempt appends a line
+    there, so a test can count retries."""
 
     model_config = ConfigDict(extra="forbid")
     seconds: float = Field(default=3600.0, ge=0)
     gigabytes: float = Field(default=1024.0, ge=0)
+    attempts_file: str | None = None
+
+
+def _count_attempt(params: ChaosParams) -> None:
+    if params.attempts_file:
+        with open(params.attempts_file, "a", encoding="utf-8") as f:
+            f.write(f"{os.getpid()}\n")
 
 
 @register
@@ -28,6 +36,7 @@ class Raise(Audit):
     Params = ChaosParams
 
     def measure(self, ctx: AuditContext, params: ChaosParams) -> Measurement:
+        _count_attempt(params)
         raise RuntimeError("chaos.raise: planted failure")
 
 
@@ -40,6 +49,7 @@ class Hang(Audit):
     Params = ChaosParams
 
     def measure(self, ctx: AuditContext, params: ChaosParams) -> Measurement:
+        _count_attempt(params)
         time.sleep(params.seconds)
         return Measurement()
 
@@ -55,6 +65,7 @@ class ExhaustMemory(Audit):
     def measure(self, ctx: AuditContext, params: ChaosParams) -> Measurement:
         import numpy as np
 
+        _count_attempt(params)
         np.ones(int(params.gigabytes * (1 << 30)), dtype=np.uint8)
         return Measurement()
 
@@ -68,6 +79,7 @@ class CrashWorker(Audit):
     Params = ChaosParams
 
     def measure(self, ctx: AuditContext, params: ChaosParams) -> Measurement:
+        _count_attempt(params)
         if os.environ.get("TRUSTAI_AUDIT_WORKER") != "1":
             raise RuntimeError("chaos.crash_worker only kills isolated audit workers, not this process")
         os._exit(137)

@@ -51,6 +51,10 @@ class TrainHealth(Audit):
                 "loss_final": windows[-1],
                 "loss_min": min(finite),
                 "divergence_ratio": windows[-1] / best if best > 0 else 1.0,
+                "ranks": max(1, len(s.get("ranks", []))),
             },
-            tables={"loss_curve": [{"step": step, "loss": v} for step, v in s["loss_history"]]},
+            tables={
+                "loss_curve": [{"step": step, "loss": v} for step, v in s["loss_history"]],
+                "ranks": [{"rank": i, **r} for i, r in enumerate(s.get("ranks", []))],
+            },
         )

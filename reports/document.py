@@ -1,6 +1,7 @@
 """The rendering-neutral shape of a compliance report: sections of facts, tables, figures and evidence,
 each carrying the ledger records it was drawn from. Frameworks fill it; renderers only lay it out."""
 
+import json
 from dataclasses import dataclass, field
 
 from trustai.ledger import Record
@@ -159,3 +160,16 @@ class Document:
             for view in section.evidence:
                 found += view.content.figures
         return found
+
+
+def cell(value: object) -> str:
+    """Format a recorded value for a report cell: the same value always gives the same text."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, int | str):
+        return str(value)
+    return json.dumps(value, sort_keys=True, separators=(", ", ": "), default=str)

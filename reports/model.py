@@ -107,7 +107,11 @@ class RunEvidence:
 
     def checkpoint_folder(self, card: Record) -> Path:
         """Return the folder a card record names, resolved against the run folder."""
-        return (self.run_dir / str(card.payload.get("checkpoint", ""))).resolve()
+        return _card_folder(self.run_dir, card)
+
+    def display(self, path: Path) -> str:
+        """Return ``path`` relative to the run folder when inside it: reports show no local paths."""
+        return path.relative_to(self.run_dir).as_posix() if path.is_relative_to(self.run_dir) else path.name
 
     def subject_config(self) -> dict[str, Any] | None:
         """Return the subject's LeRobot config.json, or None when it is absent or unreadable."""
@@ -119,6 +123,10 @@ class RunEvidence:
         except (ValueError, UnicodeDecodeError):
             return None
         return value if isinstance(value, dict) else None
+
+
+def _card_folder(run_dir: Path, card: Record) -> Path:
+    return (run_dir / str(card.payload.get("checkpoint", ""))).resolve()
 
 
 def _items(records: list[Record]) -> list[Item]:
@@ -160,7 +168,7 @@ def load_run(target: Path) -> RunEvidence:
             where=str(target),
             fix="pass a run folder written by `trustai train` (it holds trustai/ledger.sqlite) or a checkpoint in it",
         )
-    run_dir = ledger_path.parent.parent
+    run_dir = ledger_path.parent.parent.resolve()
     ledger = Ledger(ledger_path, create=False)
     try:
         records = ledger.records()
@@ -168,15 +176,15 @@ def load_run(target: Path) -> RunEvidence:
         ledger.close()
     cards = [r for r in records if r.kind == "card"]
     resolved = target.resolve()
-    is_run = resolved == run_dir.resolve() or resolved.is_relative_to((run_dir / "trustai").resolve())
+    is_run = resolved == run_dir or resolved.is_relative_to(run_dir / "trustai")
     if is_run:
         released = [c for c in cards if c.payload.get("release")]
         card = (released or cards or [None])[-1]
-        subject = (run_dir / card.payload["checkpoint"]).resolve() if card else None
+        subject = _card_folder(run_dir, card) if card else None
         step, release = None, True
     else:
         subject = model_folder(target).resolve()
-        own = [c for c in cards if (run_dir / str(c.payload.get("checkpoint", ""))).resolve() == subject]
+        own = [c for c in cards if _card_folder(run_dir, c) == subject]
         if not own:
             raise TrustaiUserError(
                 "this folder is not a checkpoint sealed in the run's ledger",

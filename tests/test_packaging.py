@@ -19,18 +19,21 @@ def test_editable_install_maps_root_folders_into_trustai():
     assert Path(trustai.training_hooks.__file__).parent == ROOT / "training_hooks"
     assert Path(trustai.reports.__file__).parent == ROOT / "reports"
     assert Path(trustai.policies.__file__).parent == ROOT / "policies"
-    probe = "import importlib.util as u; print(any(u.find_spec(m) for m in ('audits', 'training_hooks', 'reports', 'policies')))"
+    names = ("audits", "training_hooks", "reports", "policies")
+    probe = f"import importlib.util as u; print(any(u.find_spec(m) for m in {names!r}))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/")
     assert out.stdout.strip() == "False", "no generic top-level module may be importable"
 
 
 def test_wheel_holds_only_the_trustai_namespace(tmp_path):
-    subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", tmp_path, ROOT],
-        check=True,
-        capture_output=True,
+    src = tmp_path / "src"  # build from a copy so the checkout gets no build/ or egg-info litter
+    shutil.copytree(
+        ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "demo-output")
     )
-    wheel = next(tmp_path.glob("trustai-*.whl"))
+    cmd = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", tmp_path / "dist", src]
+    built = subprocess.run(cmd, capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("trustai-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
     assert top == {"trustai", next(t for t in top if t.endswith(".dist-info"))}

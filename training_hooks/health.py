@@ -70,8 +70,11 @@ class TrainingHealth:
         grad-norm maximum is the largest on any rank, and ``ranks`` keeps the per-rank values.
         """
         self.flush()
-        local = torch.tensor([[self.steps, self._own_nonfinite_loss, self._own_nonfinite_grad, self._own_grad_max]],
-                             dtype=torch.float64, device=accelerator.device)
+        local = torch.tensor(
+            [[self.steps, self._own_nonfinite_loss, self._own_nonfinite_grad, self._own_grad_max]],
+            dtype=torch.float64,
+            device=accelerator.device,
+        )
         rows = accelerator.gather(local).cpu().tolist()
         keys = ("steps", "nonfinite_loss_steps", "nonfinite_grad_steps", "grad_norm_max")
         self.ranks = [dict(zip(keys, row, strict=True)) for row in rows]

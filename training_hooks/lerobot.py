@@ -153,19 +153,36 @@ class GovernedAccelerator(Accelerator):
         gov = self.governance
         gov.run_stage(Stage.TRAIN, step=step, training=self.health, manifest=self.manifest)
         gov.run_stage(
-            Stage.CHECKPOINT, step=step, checkpoint_dir=folder, dataset=gov.dataset, manifest=self.manifest
+            Stage.CHECKPOINT,
+            step=step,
+            checkpoint_dir=folder,
+            dataset=gov.dataset,
+            manifest=self.manifest,
+            on_done=lambda _: gov.seal(folder, step=step),
         )
-        gov.seal(folder, step=step)
 
     @_never_raise
     def _on_end(self) -> None:
         gov = self.governance
-        if self._last_checkpoint is None:
-            gov.run_stage(Stage.RELEASE, step=self.health.steps, manifest=self.manifest)
-            return
-        folder, step = self._last_checkpoint
+        finished = gov.drain()
+        folder, step = self._last_checkpoint or (None, self.health.steps)
+        seal_release = (lambda _: gov.seal(folder, step=step, release=True)) if folder else None
         gov.run_stage(
-            Stage.RELEASE, step=step, checkpoint_dir=folder, dataset=gov.dataset, manifest=self.manifest
+            Stage.RELEASE,
+            step=step,
+            checkpoint_dir=folder,
+            dataset=gov.dataset,
+            manifest=self.manifest,
+            on_done=seal_release,
         )
-        gov.seal(folder, step=step, release=True)
-        gov.ledger.append("run.end", {"steps": self.health.steps, "release_checkpoint": str(folder)})
+        finished = gov.drain() and finished
+        gov.ledger.append(
+            "run.end",
+            {
+                "steps": self.health.steps,
+                "release_checkpoint": str(folder) if folder else None,
+                "ranks": self.num_processes,
+                "audits_finished_in_time": finished,
+                "blocked_s": round(self.blocked_s, 6),
+            },
+        )

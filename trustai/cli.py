@@ -134,6 +134,10 @@ def train(
     key: Annotated[
         Path | None, typer.Option(help="private signing key (default: trustai's default key)")
     ] = None,
+    runtime: Annotated[str, typer.Option(help="where checkpoint audits run: inline or ray")] = "inline",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    ] = None,
 ) -> None:
     """Run LeRobot's trainer under governance: trustai train --policy PACK -- <lerobot-train flags>."""
     from trustai.keys import default_key_paths
@@ -146,7 +150,7 @@ def train(
         raise TrustaiUserError(
             "signing key not found", where=str(key), fix="run `trustai keys generate` or pass --key PATH"
         )
-    run_dir = governed_train(list(ctx.args), pack, key)
+    run_dir = governed_train(list(ctx.args), pack, key, runtime=runtime, ray_address=ray_address)
     console.print(f"governed run: {run_dir}  (ledger: {run_dir / 'trustai' / 'ledger.sqlite'})")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from trustai.audit import AuditContext
 from trustai.canonical import digest, pretty_json
+from trustai.errors import TrustaiUserError
 from trustai.evidence import Evidence, Finding, Inputs, Stage
 from trustai.ledger import LEDGER_NAME, Ledger, Record
 from trustai.policy import Check, PolicyPack, judge, load_pack
@@ -33,7 +34,14 @@ class Governance:
         *,
         signing_key: Path | None = None,
         seed: int = 0,
+        runtime: str = "inline",
+        ray_address: str | None = None,
+        ray_cpus: int | None = None,
     ):
+        """``runtime="ray"`` runs checkpoint, release and monitor checks as Ray tasks (local Ray with
+        ``ray_cpus`` CPUs started on demand, or the cluster at ``ray_address`` / ``RAY_ADDRESS``)."""
+        if runtime not in ("inline", "ray"):
+            raise TrustaiUserError(f"unknown runtime {runtime!r}", fix="use 'inline' or 'ray'")
         self.run_dir = Path(run_dir)
         self.pack = pack if isinstance(pack, PolicyPack) else load_pack(pack)
         self.signing_key = Path(signing_key) if signing_key else None
@@ -42,6 +50,10 @@ class Governance:
         self.dataset: Any = None  # the training dataset, once a data stage has seen it
         self.dataset_inputs = Inputs()
         self.auditor: Any = None  # a trustai.ray_runtime.RayAuditor when audits run on Ray
+        if runtime == "ray":
+            from trustai.ray_runtime import RayAuditor
+
+            self.auditor = RayAuditor(self, address=ray_address, num_cpus=ray_cpus)
 
     @property
     def trustai_dir(self) -> Path:
@@ -72,8 +84,15 @@ class Governance:
             },
         )
 
-    def run_stage(self, stage: Stage, *, step: int | None = None, checks: Iterable | None = None,
-                  on_done: Callable[[list[Finding]], None] | None = None, **context: Any) -> list[Finding]:
+    def run_stage(
+        self,
+        stage: Stage,
+        *,
+        step: int | None = None,
+        checks: Iterable | None = None,
+        on_done: Callable[[list[Finding]], None] | None = None,
+        **context: Any,
+    ) -> list[Finding]:
         """Run the pack's checks for ``stage`` and record a stage event, each Evidence and each Finding.
 
         ``context`` fills AuditContext fields (dataset, checkpoint_dir, training, ...). Never raises
@@ -89,8 +108,13 @@ class Governance:
             return []
         findings = []
         for check in checks:
-            ctx = AuditContext(stage=stage, seed=self.seed, inputs=inputs, artifact_dir=self._artifact_dir(stage, step, check),
-                               **context)
+            ctx = AuditContext(
+                stage=stage,
+                seed=self.seed,
+                inputs=inputs,
+                artifact_dir=self._artifact_dir(stage, step, check),
+                **context,
+            )
             findings.append(self.record(check, measure_with_limit(check, ctx, self.trustai_dir)))
         if on_done is not None:
             on_done(findings)
@@ -106,7 +130,11 @@ class Governance:
         dataset = context.get("dataset")
         training = context.get("training")
         return AuditJob(
-            check=check, stage=stage, step=step, inputs=inputs, seed=self.seed,
+            check=check,
+            stage=stage,
+            step=step,
+            inputs=inputs,
+            seed=self.seed,
             checkpoint_dir=str(context["checkpoint_dir"]) if context.get("checkpoint_dir") else None,
             dataset_root=str(resolve_dataset_root(dataset)) if dataset is not None else None,
             manifest=context.get("manifest"),

@@ -60,15 +60,26 @@ def accelerator_kwargs(cfg: Any) -> dict[str, Any]:
     }
 
 
-def governed_train(flags: list[str], pack: PolicyPack | str, signing_key: Path | None) -> Path:
-    """Run LeRobot training with ``flags`` under ``pack``; return the run (output) folder."""
+def governed_train(
+    flags: list[str],
+    pack: PolicyPack | str,
+    signing_key: Path | None,
+    *,
+    runtime: str = "inline",
+    ray_address: str | None = None,
+) -> Path:
+    """Run LeRobot training with ``flags`` under ``pack``; return the run (output) folder.
+
+    ``runtime="ray"`` sends checkpoint audits to Ray (see trustai.ray_runtime)."""
     from lerobot.scripts.lerobot_train import train
 
     from trustai.training_hooks.lerobot import GovernedAccelerator
 
     cfg = parse_train_config(flags)
     run_dir = Path(cfg.output_dir)
-    governance = Governance(run_dir, pack, signing_key=signing_key, seed=cfg.seed or 0)
+    governance = Governance(
+        run_dir, pack, signing_key=signing_key, seed=cfg.seed or 0, runtime=runtime, ray_address=ray_address
+    )
     config = json.loads(json.dumps(cfg.to_dict(), default=str))
     accelerator = GovernedAccelerator(governance=governance, train_config=config, **accelerator_kwargs(cfg))
     try:

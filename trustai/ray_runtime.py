@@ -50,11 +50,14 @@ def run_job(job: AuditJob) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="trustai-audit-") as tmp:
         root = Path(tmp)
         ctx = AuditContext(
-            stage=job.stage, seed=job.seed, inputs=job.inputs,
+            stage=job.stage,
+            seed=job.seed,
+            inputs=job.inputs,
             artifact_dir=root / "artifacts" / f"{job.stage.value}-{job.step or 0}-{job.check.id}",
             checkpoint_dir=Path(job.checkpoint_dir) if job.checkpoint_dir else None,
             dataset=Path(job.dataset_root) if job.dataset_root else None,
-            manifest=job.manifest, training=job.training,
+            manifest=job.manifest,
+            training=job.training,
         )
         evidence = measure_with_limit(job.check, ctx, root)
         files = {a.path: (root / a.path).read_bytes() for a in evidence.artifacts}
@@ -71,8 +74,15 @@ class _Batch:
 class RayAuditor:
     """Submits audit jobs to Ray and records their results in a Governance's ledger."""
 
-    def __init__(self, governance: Any, *, address: str | None = None, num_cpus: int | None = None,
-                 max_retries: int = 1, poll_s: float = 0.2):
+    def __init__(
+        self,
+        governance: Any,
+        *,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        max_retries: int = 1,
+        poll_s: float = 0.2,
+    ):
         self.governance = governance
         self.address = address or os.environ.get("RAY_ADDRESS")
         self.num_cpus = num_cpus
@@ -125,8 +135,15 @@ class RayAuditor:
                 path.write_bytes(data)
             evidence = Evidence.model_validate(result["evidence"])
         else:
-            evidence = Evidence(audit=job.check.audit, audit_version="unknown", stage=job.stage,
-                                check_id=job.check.id, params=job.check.params, inputs=job.inputs, error=error)
+            evidence = Evidence(
+                audit=job.check.audit,
+                audit_version="unknown",
+                stage=job.stage,
+                check_id=job.check.id,
+                params=job.check.params,
+                inputs=job.inputs,
+                error=error,
+            )
         batch.findings.append(gov.record(job.check, evidence))
 
     def _complete(self, batch: _Batch) -> None:
@@ -159,11 +176,17 @@ class RayAuditor:
                         try:
                             self._record(batch, job, ray.get(ref), None)
                         except Exception as exc:  # worker death after retries, cancellation
-                            self._record(batch, job, None, f"audit worker failed after {self.max_retries} "
-                                                           f"retries: {type(exc).__name__}")
+                            self._record(
+                                batch,
+                                job,
+                                None,
+                                f"audit worker failed after {self.max_retries} retries: {type(exc).__name__}",
+                            )
                     elif now > deadline:
                         ray.cancel(ref, force=True)
-                        self._record(batch, job, None, f"timed out after {job.check.timeout_s:g} s (cancelled)")
+                        self._record(
+                            batch, job, None, f"timed out after {job.check.timeout_s:g} s (cancelled)"
+                        )
                     else:
                         continue
                     del batch.pending[ref]

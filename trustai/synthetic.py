@@ -8,7 +8,7 @@ checks have something real to find.
 """
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,12 +38,15 @@ class DatasetFaults:
     repeats its first frame. ``short_episode``: that episode has a quarter of the frames (at least
     2). ``drop_frames``: (episode, frame) pairs, frame >= 1, where the recorder lost one frame just
     before ``frame``: that frame's and all later timestamps of the episode shift by 1/fps.
+    ``face_frames``: (episode, frame) pairs whose first camera shows a real human face (the portrait
+    of Grace Hopper that ships with matplotlib) filling the image height, instead of the scene.
     """
 
     nan_in_state_frames: list[tuple[int, int]] = field(default_factory=list)
     frozen_camera_episode: int | None = None
     short_episode: int | None = None
     drop_frames: list[tuple[int, int]] = field(default_factory=list)
+    face_frames: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _state_names(state_dim: int) -> list[str]:
@@ -113,13 +116,29 @@ def _render(
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def _face(image_size: tuple[int, int]) -> np.ndarray:
+    """Grace Hopper's face (matplotlib's sample portrait), as tall as the image, centred on a grey frame."""
+    from matplotlib import cbook
+    from PIL import Image
+
+    height, width = image_size
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as portrait:
+        head = portrait.convert("RGB").crop((110, 60, 420, 420))  # the head with some margin
+    face_width = min(width, round(height * head.width / head.height))
+    face = np.asarray(head.resize((face_width, height), Image.Resampling.LANCZOS))
+    image = np.full((height, width, 3), 128, np.uint8)
+    left = (width - face_width) // 2
+    image[:, left : left + face_width] = face
+    return image
+
+
 def _check_faults(faults: DatasetFaults, lengths: list[int]) -> None:
     episodes = len(lengths)
     for name in ("frozen_camera_episode", "short_episode"):
         episode = getattr(faults, name)
         if episode is not None and not 0 <= episode < episodes:
             raise ValueError(f"{name}={episode} is outside episodes 0..{episodes - 1}")
-    for name, first in (("nan_in_state_frames", 0), ("drop_frames", 1)):
+    for name, first in (("nan_in_state_frames", 0), ("drop_frames", 1), ("face_frames", 0)):
         for episode, frame in getattr(faults, name):
             if not (0 <= episode < episodes and first <= frame < lengths[episode]):
                 raise ValueError(f"{name} entry {(episode, frame)} is outside the dataset")
@@ -183,6 +202,8 @@ def make_synthetic_dataset(
     seed: int = 0,
     use_videos: bool = False,
     faults: DatasetFaults | None = None,
+    episode_attributes: Mapping[str, Sequence[str]] | None = None,
+    data_files_size_in_mb: int | None = None,
 ) -> Path:
     """Record a LeRobot v3 dataset at ``root`` (which must not exist yet) and return ``root``.
 
@@ -190,7 +211,9 @@ def make_synthetic_dataset(
     ones right. The same arguments always produce byte-identical data/ and meta/ files. The result
     loads with ``LeRobotDataset(repo_id, root=root)`` and trains LeRobot policies such as ACT.
     Cameras are PNG images in the parquet files unless ``use_videos`` (which needs LeRobot's video
-    encoder).
+    encoder). ``episode_attributes`` maps a column name to one value per episode (``site``,
+    ``operator``, ...), written as extra columns of meta/episodes. ``data_files_size_in_mb`` is
+    LeRobot's own cap on frame files, to spread small datasets over several files.
     """
     root = Path(root)
     if root.exists():
@@ -205,6 +228,9 @@ def make_synthetic_dataset(
         for e in range(episodes)
     ]
     _check_faults(faults, lengths)
+    episode_attributes = {name: list(values) for name, values in (episode_attributes or {}).items()}
+    if any(len(values) != episodes for values in episode_attributes.values()):
+        raise ValueError(f"each episode attribute needs exactly {episodes} values, one per episode")
 
     rng = np.random.default_rng(seed)
     names = _state_names(state_dim)
@@ -215,6 +241,7 @@ def make_synthetic_dataset(
         root=root,
         robot_type="trustai_synthetic_pusher",
         use_videos=use_videos,
+        data_files_size_in_mb=data_files_size_in_mb,
     )
     with _quiet_datasets():
         for episode, length in enumerate(lengths):
@@ -232,6 +259,8 @@ def make_synthetic_dataset(
                     first_images = images
                 if episode == faults.frozen_camera_episode:
                     images = first_images
+                if (episode, frame) in faults.face_frames:
+                    images = [_face(image_size), *images[1:]]
                 dataset.add_frame(
                     {
                         "observation.state": observed[frame],
@@ -254,6 +283,20 @@ def make_synthetic_dataset(
         "action_dim": action_dim,
         "seed": seed,
         "faults": asdict(faults),
+        "data_files_size_in_mb": data_files_size_in_mb,
     }
+    if episode_attributes:
+        recipe["episode_attributes"] = episode_attributes
+        _add_episode_columns(root, episode_attributes)
     _rewrite_frames(root, digest(recipe)[:16], faults.drop_frames, fps)
     return root
+
+
+def _add_episode_columns(root: Path, columns: dict[str, list[str]]) -> None:
+    """Append one string column per attribute to every meta/episodes file (values by episode_index)."""
+    for path in sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
+        table = pq.read_table(path)
+        index = table["episode_index"].to_pylist()
+        for name, values in columns.items():
+            table = table.append_column(name, pa.array([str(values[e]) for e in index], pa.string()))
+        pq.write_table(table, path)

@@ -1,0 +1,284 @@
+"""Privacy audits: personal data in a dataset (``privacy.pii``) and how much a trained policy gives
+away about the episodes it was trained on (``privacy.membership_inference``)."""
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from trustai.audit import Audit, AuditContext, Measurement, register
+from trustai.datasets import (
+    DatasetInfo,
+    episode_lengths,
+    open_dataset_meta,
+    resolve_dataset_root,
+    task_names,
+)
+from trustai.errors import TrustaiUserError
+from trustai.evidence import Stage
+from trustai.frames import even_sample, iter_frames
+from trustai.membership import AttackModel, art_attack, threshold_attack
+from trustai.pii import TEXT_KINDS, FaceDetector, scan_text
+from trustai.policy_batches import audit_policy, iter_policy_batches
+
+
+class PiiParams(BaseModel):
+    """Parameters of ``privacy.pii``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_frames: int = Field(2000, ge=0, description="frames decoded at most (every camera of each), spread evenly")
+    cameras: list[str] | None = Field(None, description="cameras to scan (default: every RGB camera)")
+    scale_factor: float = Field(1.1, gt=1, description="Haar cascade image-pyramid step")
+    min_neighbors: int = Field(5, ge=1, description="Haar cascade detections needed to accept a face")
+    min_face_px: int = Field(20, ge=8, description="smallest face side, in pixels")
+    max_listed_frames: int = Field(1000, ge=0, description="flagged frames listed at most (all are counted)")
+
+
+def _rgb_cameras(info: DatasetInfo) -> list[str]:
+    def is_depth(feature: dict) -> bool:
+        extra = feature.get("info") or {}
+        return bool(extra.get("is_depth_map") or extra.get("video.is_depth_map"))
+
+    return [k for k in (*info.image_keys, *info.video_keys) if not is_depth(info.features[k])]
+
+
+def _chosen_cameras(info: DatasetInfo, wanted: list[str] | None) -> list[str]:
+    cameras = _rgb_cameras(info)
+    if wanted is None:
+        return cameras
+    unknown = sorted(set(wanted) - set(cameras))
+    if unknown:
+        raise TrustaiUserError(
+            f"cameras {unknown} are not RGB cameras of this dataset",
+            where=str(info.root),
+            fix=f"use some of: {', '.join(cameras) or '(none)'}",
+        )
+    return wanted
+
+
+def _episode_tasks(info: DatasetInfo) -> dict[int, list[str]]:
+    """{episode_index: its task texts} from meta/episodes."""
+    tasks: dict[int, list[str]] = {}
+    for path in sorted((info.root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
+        table = pq.read_table(path, columns=["episode_index", "tasks"]).to_pydict()
+        tasks.update(zip(table["episode_index"], table["tasks"], strict=True))
+    return tasks
+
+
+@register
+class PersonalData(Audit):
+    """Personal data in a LeRobot dataset: faces in camera frames and personal-data patterns (emails,
+    phone numbers, IBANs, payment cards, IP addresses) in task texts."""
+
+    name = "privacy.pii"
+    version = "1"
+    stages = frozenset({Stage.DATA, Stage.MONITOR})
+    Params = PiiParams
+
+    def measure(self, ctx: AuditContext, params: BaseModel) -> Measurement:
+        """Scan an evenly spread sample of at most ``max_frames`` frames (every chosen camera) for
+        faces, and every task text for personal-data patterns. Streams the dataset.
+
+        Metrics: frames_checked, cameras_checked, faces, frames_with_faces, episodes_with_faces,
+        tasks_checked, tasks_with_personal_data, personal_data_matches, text_<kind> for each kind
+        (email, iban, payment_card, ip_address, phone), episodes_with_personal_data (faces or task
+        matches). Tables: ``flagged_frames`` (episode_index, frame_index, camera, faces, boxes; at most
+        max_listed_frames rows), ``flagged_tasks`` (task_index, kinds, spans: never the matched
+        text), ``flagged_episodes`` (per-episode counts, flagged episodes only).
+        """
+        assert isinstance(params, PiiParams)
+        info = open_dataset_meta(resolve_dataset_root(ctx.dataset))
+        cameras = _chosen_cameras(info, params.cameras)
+        detector = FaceDetector(params.scale_factor, params.min_neighbors, params.min_face_px)
+        plan = even_sample(episode_lengths(info.root), params.max_frames) if cameras else {}
+
+        checked: Counter[int] = Counter()
+        face_frames: Counter[int] = Counter()
+        faces: Counter[int] = Counter()
+        flagged: list[dict[str, Any]] = []
+        flagged_total = 0
+        for frame in iter_frames(info, plan, cameras):
+            checked[frame.episode] += 1
+            for camera in cameras:
+                boxes = detector.detect(frame.images[camera])
+                if not boxes:
+                    continue
+                flagged_total += 1
+                face_frames[frame.episode] += 1
+                faces[frame.episode] += len(boxes)
+                if len(flagged) < params.max_listed_frames:
+                    flagged.append(
+                        {
+                            "episode_index": frame.episode,
+                            "frame_index": frame.frame,
+                            "camera": camera,
+                            "faces": len(boxes),
+                            "boxes": [list(b) for b in boxes],
+                        }
+                    )
+
+        task_rows, kinds = [], Counter[str]()
+        flagged_texts: dict[str, int] = {}
+        for index, text in sorted(task_names(info.root).items()):
+            matches = scan_text(text)
+            if matches:
+                kinds.update(m.kind for m in matches)
+                flagged_texts[text] = len(matches)
+                task_rows.append(
+                    {
+                        "task_index": index,
+                        "kinds": sorted({m.kind for m in matches}),
+                        "spans": [[m.kind, m.start, m.end] for m in matches],
+                    }
+                )
+        text_hits = {
+            episode: sum(flagged_texts.get(t, 0) for t in texts)
+            for episode, texts in _episode_tasks(info).items()
+        }
+        episodes = sorted({e for e, n in text_hits.items() if n} | set(face_frames))
+        episode_rows = [
+            {
+                "episode_index": e,
+                "frames_checked": checked[e],
+                "frames_with_faces": face_frames[e],
+                "faces": faces[e],
+                "task_personal_data_matches": text_hits.get(e, 0),
+            }
+            for e in episodes
+        ]
+        metrics: dict[str, float | int | bool | None] = {
+            "frames_checked": sum(checked.values()),
+            "cameras_checked": len(cameras),
+            "faces": sum(faces.values()),
+            "frames_with_faces": flagged_total,
+            "episodes_with_faces": len(face_frames),
+            "tasks_checked": len(task_names(info.root)),
+            "tasks_with_personal_data": len(task_rows),
+            "personal_data_matches": sum(kinds.values()),
+            **{f"text_{kind}": kinds[kind] for kind in TEXT_KINDS},
+            "episodes_with_personal_data": len(episodes),
+        }
+        return Measurement(
+            metrics=metrics,
+            tables={"flagged_frames": flagged, "flagged_tasks": task_rows, "flagged_episodes": episode_rows},
+        )
+
+
+class MembershipParams(BaseModel):
+    """Parameters of ``privacy.membership_inference``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train_episodes: list[int] | None = Field(
+        None, description="episodes the policy trained on (default: the run's training split)"
+    )
+    holdout_episodes: list[int] | None = Field(
+        None, description="episodes it never saw (default: every other episode of the dataset)"
+    )
+    max_samples: int = Field(64, ge=4, description="frames sampled on each side (members, non-members)")
+    attack_model: AttackModel = Field("rf", description="ART attack model: rf, gb, lr or dt")
+    batch_size: int = Field(16, ge=1)
+    device: str = "cpu"
+
+
+def _training_episodes(ctx: AuditContext) -> list[int] | None:
+    """The training split as the stage knows it: a LeRobotDataset's episode selection, else the
+    ``dataset.episodes`` of the run's LeRobot train config; None when training used every episode."""
+    selected = getattr(ctx.dataset, "episodes", None)
+    if selected is not None:
+        return [int(e) for e in selected]
+    config = ((ctx.manifest or {}).get("train_config") or {}).get("dataset") or {}
+    episodes = config.get("episodes")
+    return [int(e) for e in episodes] if episodes is not None else None
+
+
+def _split(ctx: AuditContext, params: MembershipParams, known: set[int]) -> tuple[list[int], list[int]]:
+    train = params.train_episodes if params.train_episodes is not None else _training_episodes(ctx)
+    holdout = params.holdout_episodes
+    if train is None:
+        train = sorted(known - set(holdout or []))
+    if holdout is None:
+        holdout = sorted(known - set(train))
+    unknown = sorted((set(train) | set(holdout)) - known)
+    if unknown:
+        raise TrustaiUserError(
+            f"episodes {unknown} are not in the dataset (it has {len(known)} episodes)",
+            fix="name episodes that exist in train_episodes / holdout_episodes",
+        )
+    if set(train) & set(holdout):
+        raise TrustaiUserError(
+            f"episodes {sorted(set(train) & set(holdout))} are both training and held-out episodes",
+            fix="make train_episodes and holdout_episodes disjoint",
+        )
+    if not train or not holdout:
+        raise TrustaiUserError(
+            "membership inference needs episodes the policy trained on and episodes it never saw; "
+            + ("the policy trained on every episode of this dataset" if not holdout else "no training episodes"),
+            fix="train on a subset (LeRobot's --dataset.episodes) or pass holdout_episodes from "
+            "another recording of the same setting",
+        )
+    return sorted(train), sorted(holdout)
+
+
+@register
+class MembershipInference(Audit):
+    """How well an attacker can tell the episodes a policy trained on from episodes it never saw,
+    from the policy's per-sample loss: the loss-threshold attack and ART's learned black-box attack."""
+
+    name = "privacy.membership_inference"
+    version = "1"
+    stages = frozenset({Stage.CHECKPOINT, Stage.RELEASE})
+    Params = MembershipParams
+
+    def measure(self, ctx: AuditContext, params: BaseModel) -> Measurement:
+        """Compute the policy's loss on up to ``max_samples`` frames of the training episodes and of
+        held-out episodes, then attack.
+
+        Metrics: loss_threshold_auc and loss_threshold_tpr_at_1pct_fpr (every sampled frame),
+        art_blackbox_auc and art_blackbox_tpr_at_1pct_fpr (ART MembershipInferenceBlackBox,
+        input_type="loss", fit on half the frames, scored on the other half), member_frames,
+        non_member_frames, member_loss_mean, non_member_loss_mean and loss_gap (their difference).
+        AUC 0.5 means the attacker learns nothing. Table ``episodes``: mean loss per episode.
+        """
+        assert isinstance(params, MembershipParams)
+        info = open_dataset_meta(resolve_dataset_root(ctx.dataset))
+        lengths = episode_lengths(info.root)
+        train, holdout = _split(ctx, params, set(lengths))
+        policy = audit_policy(ctx, params.device)
+        losses: dict[int, list[float]] = defaultdict(list)
+        for side in (train, holdout):
+            plan = even_sample({e: lengths[e] for e in side}, params.max_samples)
+            for batch in iter_policy_batches(info, policy, plan, params.batch_size):
+                with torch.no_grad():
+                    values = policy.per_sample_loss({**batch.observation, **batch.targets})
+                for (episode, _), loss in zip(batch.keys, values.tolist(), strict=True):
+                    losses[episode].append(loss)
+        members = np.array([v for e in train for v in losses[e]])
+        non_members = np.array([v for e in holdout for v in losses[e]])
+        threshold = threshold_attack(members, non_members)
+        learned = art_attack(members, non_members, params.attack_model, seed=ctx.seed)
+        metrics: dict[str, float | int | bool | None] = {
+            "loss_threshold_auc": threshold.auc,
+            "loss_threshold_tpr_at_1pct_fpr": threshold.tpr_at_low_fpr,
+            "art_blackbox_auc": learned.auc,
+            "art_blackbox_tpr_at_1pct_fpr": learned.tpr_at_low_fpr,
+            "member_frames": len(members),
+            "non_member_frames": len(non_members),
+            "member_loss_mean": float(members.mean()),
+            "non_member_loss_mean": float(non_members.mean()),
+            "loss_gap": float(non_members.mean() - members.mean()),
+        }
+        rows = [
+            {
+                "episode_index": e,
+                "split": "train" if e in train else "holdout",
+                "frames": len(losses[e]),
+                "mean_loss": float(np.mean(losses[e])),
+            }
+            for e in sorted(losses)
+        ]
+        return Measurement(metrics=metrics, tables={"episodes": rows})

@@ -1,0 +1,136 @@
+"""Governance for Ray Train: a ``ray.train.UserCallback`` that audits and cards every checkpoint
+reported through ``ray.train.report``.
+
+The callback runs on Ray Train's controller, never on the training workers, so the workers' steps
+are untouched. It opens the run's ledger lazily in whichever process it runs in (the controller, or
+the driver for ``seal_release``). Checkpoints must live on a local or shared filesystem path, since
+the card and signature are written into the checkpoint folder itself.
+
+    trainer = TorchTrainer(loop, run_config=RunConfig(storage_path=..., callbacks=[governance]))
+    result = trainer.fit()
+    governance.seal_release(result)
+"""
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import ray.train
+
+from trustai.evidence import Inputs, Stage
+from trustai.governance import Governance
+
+log = logging.getLogger("trustai")
+
+
+class GovernanceCallback(ray.train.UserCallback):
+    """Audits each reported checkpoint with the pack's train and checkpoint checks, then seals it.
+
+    ``model_subdir`` names the folder inside a Ray checkpoint that holds the model (LeRobot's
+    ``save_pretrained`` output); the checkpoint root is used when it is absent. Workers report a
+    ``loss`` metric (and optionally ``step``) for train.health.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        pack: str = "default",
+        *,
+        signing_key: Path | None = None,
+        dataset_root: Path | None = None,
+        seed: int = 0,
+        model_subdir: str = "pretrained_model",
+    ):
+        self.run_dir, self.pack, self.signing_key = Path(run_dir), pack, signing_key
+        self.dataset_root, self.seed, self.model_subdir = dataset_root, seed, model_subdir
+        self._gov: Governance | None = None
+        self._losses: list[tuple[int, float]] = []
+        self._last: tuple[Path, int] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_gov": None}  # a ledger connection never travels between processes
+
+    def _governance(self) -> Governance:
+        if self._gov is None:
+            from trustai.datasets import dataset_fingerprint
+            from trustai.provenance import run_manifest
+
+            self._gov = Governance(self.run_dir, self.pack, signing_key=self.signing_key, seed=self.seed)
+            fingerprint = dataset_fingerprint(self.dataset_root) if self.dataset_root else None
+            dataset_id = str(self.dataset_root) if self.dataset_root else None
+            self._gov.dataset_inputs = Inputs(dataset=dataset_id, dataset_fingerprint=fingerprint)
+            self.manifest = run_manifest(
+                train_config={"trainer": "ray.train.TorchTrainer"},
+                seed=self.seed,
+                dataset=dataset_id,
+                dataset_fingerprint=fingerprint,
+            )
+            if not self._gov.ledger.records("run.start"):
+                self._gov.start(self.manifest)
+                if self.dataset_root:
+                    self._gov.run_stage(Stage.DATA, step=0, dataset=self.dataset_root, manifest=self.manifest)
+        return self._gov
+
+    def _summary(self) -> dict[str, Any]:
+        nonfinite = sum(not math.isfinite(v) for _, v in self._losses)
+        return {
+            "steps": self._losses[-1][0] if self._losses else 0,
+            "nonfinite_loss_steps": nonfinite,
+            "nonfinite_grad_steps": 0,
+            "grad_norm_max": 0.0,
+            "ranks": [],
+            "loss_history": list(self._losses),
+        }
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        """Record the reported loss; for a checkpoint, run train and checkpoint checks and seal it."""
+        try:
+            step = int(metrics[0].get("step", len(self._losses) + 1)) if metrics else len(self._losses) + 1
+            losses = [float(m["loss"]) for m in metrics if "loss" in m]
+            if losses:
+                self._losses.append((step, sum(losses) / len(losses)))
+            if checkpoint is None:
+                return
+            root = Path(checkpoint.path)
+            if not root.is_dir():
+                raise RuntimeError(f"checkpoint {checkpoint.path} is not on a local or shared filesystem")
+            folder = root / self.model_subdir if (root / self.model_subdir).is_dir() else root
+            gov = self._governance()
+            gov.run_stage(Stage.TRAIN, step=step, training=self._summary(), manifest=self.manifest)
+            gov.run_stage(
+                Stage.CHECKPOINT,
+                step=step,
+                checkpoint_dir=folder,
+                dataset=self.dataset_root,
+                manifest=self.manifest,
+                on_done=lambda _: gov.seal(folder, step=step),
+            )
+            self._last = (folder, step)
+        except Exception as exc:  # governance must never stop training
+            log.exception("trustai: governing a Ray Train report failed")
+            if self._gov is not None:
+                self._gov.ledger.append("hook.error", {"hook": "after_report", "error": repr(exc)})
+
+    def seal_release(self, result: Any) -> Path | None:
+        """After ``trainer.fit()``: run the release checks on the result's last checkpoint and seal its
+        release card. Returns the card path (None when the run reported no checkpoint)."""
+        if result.checkpoint is None:
+            return None
+        root = Path(result.checkpoint.path)
+        folder = root / self.model_subdir if (root / self.model_subdir).is_dir() else root
+        gov = self._governance()
+        card = gov.ledger.records("card")
+        step = card[-1].payload["step"] if card else None
+        gov.run_stage(
+            Stage.RELEASE,
+            step=step,
+            checkpoint_dir=folder,
+            dataset=self.dataset_root,
+            manifest=self.manifest,
+            on_done=lambda _: gov.seal(folder, step=step, release=True),
+        )
+        gov.ledger.append("run.end", {"trainer": "ray.train.TorchTrainer", "release_checkpoint": str(folder)})
+        gov.close()
+        self._gov = None
+        return folder / "trustai" / "card.json"
