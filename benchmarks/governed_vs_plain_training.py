@@ -1,15 +1,22 @@
 """Governed vs plain LeRobot training of the same tiny ACT policy, side by side in one process.
 
 Both runs use LeRobot's own ``train()`` with identical flags; the only difference is the Accelerator.
-Step time is the median gap between consecutive ``backward`` calls (checkpoint steps excluded, since
-they include LeRobot's own saving); wall time is the whole ``train()`` call, checkpoint audits and
-signed cards included. Runs alternate (plain, governed, plain, governed, ...) to spread drift.
 
-    .venv/bin/python benchmarks/governed_vs_plain_training.py [--steps 60] [--repeats 2]
+- step time: the median gap between consecutive ``backward`` calls, leaving out the gaps that hold
+  a checkpoint (LeRobot's own saving);
+- loop time: first to last ``backward`` — the training loop, checkpoints and governance included;
+- blocked: the time the loop spent inside trustai code (GovernedAccelerator.blocked_s), as a share
+  of the governed loop time.
+
+``--runtime ray`` sends checkpoint audits to a local Ray started on core 1 while the trainer is pinned
+to core 0 (``--pin``), so audits use cores the trainer does not. Runs alternate to spread drift.
+
+    .venv/bin/python benchmarks/governed_vs_plain_training.py [--steps 60] [--repeats 2] [--runtime ray --pin]
 """
 
 import argparse
 import itertools
+import logging
 import os
 import statistics
 import tempfile
@@ -28,12 +35,14 @@ def step_times(stamps: list[float], skip: set[int]) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--save-freq", type=int, default=30)
+    parser.add_argument("--save-freq", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--pack", default="default")
+    parser.add_argument("--runtime", choices=["inline", "ray"], default="inline")
+    parser.add_argument("--pin", action="store_true", help="trainer on core 0, Ray audits on the other cores")
     args = parser.parse_args()
 
-    import logging
-
+    import torch
     from accelerate import Accelerator
     from lerobot.scripts.lerobot_train import train
     from trustai.training_hooks.lerobot import GovernedAccelerator
@@ -45,6 +54,16 @@ def main() -> None:
     from trustai.synthetic import make_synthetic_dataset
 
     logging.disable(logging.INFO)
+    cores = sorted(os.sched_getaffinity(0))
+    if args.runtime == "ray":
+        import ray
+
+        if args.pin and len(cores) > 1:
+            os.sched_setaffinity(0, set(cores[1:]))  # Ray's processes inherit this: the audit cores
+        ray.init(num_cpus=max(1, len(cores) - 1), include_dashboard=False, log_to_driver=False)
+    if args.pin:
+        os.sched_setaffinity(0, {cores[0]})
+        torch.set_num_threads(1)
 
     def timed(cls: type) -> type:
         class Timed(cls):
@@ -57,10 +76,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="trustai-bench-"))
     generate_keypair(tmp / "k.pem", tmp / "k.pub")
     dataset = make_synthetic_dataset(tmp / "ds", repo_id="trustai/bench", episodes=6, frames_per_episode=30)
-    results: dict[str, dict[str, list[float]]] = {
-        "plain": {"step": [], "wall": []},
-        "governed": {"step": [], "wall": []},
-    }
+    results = {m: {"step": [], "loop": [], "blocked": []} for m in ("plain", "governed")}
     checkpoint_steps = set(range(args.save_freq, args.steps + 1, args.save_freq))
     # Warm-up (not measured): first-time imports, dataset caching and allocator growth.
     warm = parse_train_config(demo_train_flags(dataset, tmp / "warmup", 10, 10))
@@ -74,21 +90,34 @@ def main() -> None:
             if mode == "plain":
                 acc = timed(Accelerator)(**kwargs)
             else:
-                gov = Governance(Path(cfg.output_dir), "default", signing_key=tmp / "k.pem", seed=cfg.seed)
+                gov = Governance(
+                    Path(cfg.output_dir),
+                    args.pack,
+                    signing_key=tmp / "k.pem",
+                    seed=cfg.seed,
+                    runtime=args.runtime,
+                )
                 acc = timed(GovernedAccelerator)(governance=gov, train_config={"bench": True}, **kwargs)
             acc.stamps = []
-            t0 = time.perf_counter()
             train(cfg, accelerator=acc)
-            results[mode]["wall"].append(time.perf_counter() - t0)
+            loop = acc.stamps[-1] - acc.stamps[0]
+            results[mode]["loop"].append(loop)
             results[mode]["step"] += step_times(acc.stamps, checkpoint_steps)
+            if mode == "governed":
+                # blocked time inside the loop: everything but the end-of-training wait
+                results[mode]["blocked"].append(acc.blocked_loop_s / loop)
+                gov.close()
 
-    plain_step, gov_step = (statistics.median(results[m]["step"]) for m in ("plain", "governed"))
-    plain_wall, gov_wall = (statistics.median(results[m]["wall"]) for m in ("plain", "governed"))
-    print(f"tiny ACT, {args.steps} steps, checkpoint every {args.save_freq}, {args.repeats} runs each, CPU")
-    print(f"{'':24}{'plain':>12}{'governed':>12}{'ratio':>10}")
-    ratio = gov_step / plain_step
-    print(f"{'median step time (ms)':24}{plain_step * 1e3:12.1f}{gov_step * 1e3:12.1f}{ratio:10.3f}")
-    print(f"{'train() wall time (s)':24}{plain_wall:12.2f}{gov_wall:12.2f}{gov_wall / plain_wall:10.3f}")
+    med = {m: {k: statistics.median(v) for k, v in r.items() if v} for m, r in results.items()}
+    print(
+        f"tiny ACT, {args.steps} steps, checkpoint every {args.save_freq}, {args.repeats} runs each, "
+        f"pack {args.pack}, audits {args.runtime}{', pinned' if args.pin else ''}, CPU"
+    )
+    print(f"{'':28}{'plain':>10}{'governed':>10}{'ratio':>8}")
+    for label, key, scale in (("median step time (ms)", "step", 1e3), ("training loop wall (s)", "loop", 1)):
+        p, g = med["plain"][key], med["governed"][key]
+        print(f"{label:28}{p * scale:10.2f}{g * scale:10.2f}{g / p:8.3f}")
+    print(f"{'loop blocked in trustai':28}{'':10}{med['governed']['blocked'] * 100:9.2f}%")
 
 
 if __name__ == "__main__":

@@ -145,9 +145,9 @@ def test_two_process_accelerate_run_writes_one_ledger_and_one_card_per_checkpoin
 def test_ray_train_torchtrainer_is_governed(workspace, local_ray, tmp_path):
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+    from trustai.training_hooks.ray_train import GovernanceCallback
 
     from tests.ray_train_loop import train_tiny_act
-    from trustai.training_hooks.ray_train import GovernanceCallback
 
     tmp, dataset = workspace
     governance = GovernanceCallback(

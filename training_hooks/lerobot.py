@@ -63,7 +63,9 @@ class GovernedAccelerator(Accelerator):
         self.governance = governance
         self.train_config = train_config
         self.health = TrainingHealth()
-        self.blocked_s = 0.0  # wall time the training loop spent inside trustai code
+        self.blocked_s = 0.0  # wall time spent inside trustai code, per phase below
+        self.setup_s = 0.0  # before the loop: data stage and manifest (in prepare)
+        self.blocked_loop_s = 0.0  # inside the training loop: what the steps waited on trustai
         self._started = False
         self._sealed: set[Path] = set()
         self._last_checkpoint: tuple[Path, int] | None = None
@@ -74,6 +76,7 @@ class GovernedAccelerator(Accelerator):
         prepared = super().prepare(*args, device_placement=device_placement)
         if self.is_main_process and not self._started:
             self._on_prepare(args)
+            self.setup_s, self.blocked_s = self.blocked_s, 0.0
         return prepared
 
     def backward(self, loss: Any, **kwargs: Any) -> None:
@@ -104,6 +107,7 @@ class GovernedAccelerator(Accelerator):
 
     def end_training(self) -> None:
         """Release stage and release card on the last checkpoint, then Accelerator.end_training."""
+        self.blocked_loop_s = self.blocked_s
         if self.is_main_process and self._started:
             self._on_end()
         super().end_training()
@@ -163,6 +167,7 @@ class GovernedAccelerator(Accelerator):
 
     @_never_raise
     def _on_end(self) -> None:
+        t0 = time.perf_counter()
         gov = self.governance
         finished = gov.drain()
         folder, step = self._last_checkpoint or (None, self.health.steps)
@@ -183,6 +188,8 @@ class GovernedAccelerator(Accelerator):
                 "release_checkpoint": str(folder) if folder else None,
                 "ranks": self.num_processes,
                 "audits_finished_in_time": finished,
-                "blocked_s": round(self.blocked_s, 6),
+                "setup_s": round(self.setup_s, 6),
+                "loop_blocked_s": round(self.blocked_loop_s, 6),
+                "release_wait_s": round(time.perf_counter() - t0, 6),
             },
         )
