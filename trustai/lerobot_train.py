@@ -75,7 +75,11 @@ def governed_train(
 
     from trustai.training_hooks.lerobot import GovernedAccelerator
 
+    from trustai.datasets import open_dataset_meta
+
     cfg = parse_train_config(flags)
+    if cfg.dataset is not None and cfg.dataset.root is not None:
+        open_dataset_meta(cfg.dataset.root)  # a clear message now, not a hub lookup deep inside LeRobot
     run_dir = Path(cfg.output_dir)
     governance = Governance(
         run_dir, pack, signing_key=signing_key, seed=cfg.seed or 0, runtime=runtime, ray_address=ray_address
