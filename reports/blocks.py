@@ -3,6 +3,7 @@ software, architecture, compute, data provenance, training method, timeline, pol
 gate, ledger and signatures. Each block returns Content whose every fact and table cites the ledger
 records it rests on; a block with nothing to show returns empty Content (the section shows a gap)."""
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,19 +60,20 @@ def _shapes(features: object) -> list[tuple[str, str, str]]:
 
 
 def parameter_count(folder: Path) -> int | None:
-    """Return the number of parameters in ``folder/model.safetensors`` (read from its header only)."""
-    from safetensors import safe_open
+    """Return the number of parameters in ``folder/model.safetensors`` (read from its header only),
+    or None when the file is absent or unreadable (a damaged file is for the integrity checks)."""
+    from safetensors import SafetensorError, safe_open
 
     path = folder / "model.safetensors"
     if not path.is_file():
         return None
     total = 0
-    with safe_open(str(path), framework="numpy") as weights:
-        for key in weights.keys():  # noqa: SIM118 - safe_open is not a mapping
-            count = 1
-            for dim in weights.get_slice(key).get_shape():
-                count *= dim
-            total += count
+    try:
+        with safe_open(str(path), framework="numpy") as weights:
+            for key in weights.keys():  # noqa: SIM118 - safe_open is not a mapping
+                total += math.prod(weights.get_slice(key).get_shape())
+    except (SafetensorError, OSError, ValueError):
+        return None
     return total
 
 
@@ -173,7 +175,7 @@ def dataset(ctx: Ctx) -> Content:
     return Content(
         facts=[
             Fact("Training data set", cell(data.get("id")), cites=ctx.start),
-            Fact("Data set fingerprint (sha256 of its content)", cell(data.get("fingerprint")), cites=ctx.start),
+            Fact("Data set fingerprint (content sha256)", cell(data.get("fingerprint")), cites=ctx.start),
         ]
     )
 
@@ -203,7 +205,7 @@ def method(ctx: Ctx) -> Content:
 
 def timeline(ctx: Ctx) -> Content:
     """Every stage event, sealed checkpoint and hook error of the run, dated, in ledger order."""
-    rows = []
+    rows, cites = [], []
     for record in ctx.run.records:
         if record.kind not in _TIMELINE_KINDS:
             continue
@@ -216,7 +218,8 @@ def timeline(ctx: Ctx) -> Content:
             "run.start": "run started",
         }[record.kind]
         rows.append([Cite.of(record).label, record.ts, cell(p.get("step")), detail])
-    table = Table("Run timeline", ["record", "date (UTC)", "step", "event"], rows)
+        cites.append(Cite.of(record))
+    table = Table("Run timeline", ["record", "date (UTC)", "step", "event"], rows, cites)
     return Content(tables=[table]) if rows else Content()
 
 
@@ -267,7 +270,8 @@ def outcomes(ctx: Ctx) -> Content:
     if not rows:
         return Content()
     columns = ["check", "stage", *_STATUSES, "evidence records"]
-    return Content(tables=[Table("Outcomes of every check", columns, rows)])
+    cites = [Cite.of(item.record) for item in ctx.run.items]
+    return Content(tables=[Table("Outcomes of every check", columns, rows, cites)])
 
 
 def limitations(ctx: Ctx) -> Content:
@@ -286,8 +290,9 @@ def limitations(ctx: Ctx) -> Content:
         if item.finding is not None and item.status != "pass"
     ]
     columns = ["check", "stage", "step", "status", "severity", "finding", "record"]
+    cites = [Cite.of(i.finding) for i in ctx.run.items if i.finding is not None]
     note = "" if rows else "Every judged check passed."
-    return Content(tables=[Table("Findings that did not pass", columns, rows, note=note)])
+    return Content(tables=[Table("Findings that did not pass", columns, rows, cites, note)])
 
 
 def gate(ctx: Ctx) -> Content:
@@ -358,7 +363,8 @@ def signing(ctx: Ctx) -> Content:
         "Weights, model card and evidence copies are signed as one folder with OpenSSF model signing "
         "(Sigstore bundle, DSSE envelope, in-toto statement listing every file's digest)."
     )
-    return Content(tables=[Table("Sealed checkpoints", columns, rows, note=note)])
+    cites = [Cite.of(card) for card in ctx.run.all("card")]
+    return Content(tables=[Table("Sealed checkpoints", columns, rows, cites, note)])
 
 
 # Name -> (title shown in crosswalks, builder).
@@ -378,4 +384,3 @@ BLOCKS: dict[str, tuple[str, Callable[[Ctx], Content]]] = {
     "ledger": ("hash-chained event log", ledger),
     "signing": ("signed model cards", signing),
 }
-

@@ -36,6 +36,8 @@ def line_chart(title: str, x_label: str, series: dict[str, Sequence[Point]]) -> 
         ax.set(title=title, xlabel=x_label)
         if len(series) > 1:
             ax.legend(loc="best")
+        else:
+            ax.set_ylabel(next(iter(series)))
         return _png(fig)
 
 
@@ -64,15 +66,17 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float]]) -> bytes:
 
 def panel_bars(title: str, labels: Sequence[str], columns: dict[str, Sequence[float]]) -> bytes:
     """Return a PNG of side-by-side horizontal bar panels, one per column (each on its own scale),
-    sharing the row labels: per-group or per-task comparisons such as parity bars."""
+    sharing the row labels: per-group or per-task comparisons such as parity bars. NaN draws no bar."""
     with matplotlib.style.context("default"), matplotlib.rc_context(_STYLE):
         height = 0.9 + 0.28 * len(labels)
         fig = Figure(figsize=(WIDTH_IN, height), dpi=DPI, layout="constrained")
         axes = fig.subplots(1, len(columns), sharey=True, squeeze=False)[0]
         positions = range(len(labels))
         for ax, name in zip(axes, columns, strict=True):
+            # A missing value (NaN) gets no bar rather than a misleading zero.
             values = [v if math.isfinite(v) else 0.0 for v in columns[name]]
-            ax.barh(positions, values, color="#55a868")
+            present = [math.isfinite(v) for v in columns[name]]
+            ax.barh(positions, values, color=["#55a868" if p else "none" for p in present])
             ax.set_title(name)
         axes[0].set_yticks(positions, labels)
         axes[0].invert_yaxis()

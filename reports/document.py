@@ -117,6 +117,11 @@ class Section:
         return "s-" + "".join(ch if ch.isalnum() else "-" for ch in self.key).strip("-").lower()
 
     @property
+    def evidence_count(self) -> int:
+        """How many evidence records serve this item."""
+        return len(self.served_by.rows) if self.served_by else 0
+
+    @property
     def status(self) -> str:
         """``complete`` (no gap), ``partial`` (evidence and gaps) or ``gap`` (nothing but gaps)."""
         if not self.gaps:
@@ -139,10 +144,10 @@ class Document:
 
     framework: str
     title: str
+    intro: str
     subtitle: str
     cover: list[Fact]
     verdicts: list[Verdict]
-    summary: Table
     sections: list[Section]
     crosswalk: Table | None
     records: list[Record]  # every record cited, in sequence order
@@ -151,6 +156,11 @@ class Document:
     def tampered(self) -> bool:
         """True when any integrity check failed."""
         return any(v.status == "failed" for v in self.verdicts)
+
+    @property
+    def fully_verified(self) -> bool:
+        """True when every integrity check was made and held."""
+        return all(v.status == "ok" for v in self.verdicts)
 
     def figures(self) -> list[Figure]:
         """Every figure of the document in reading order."""

@@ -6,13 +6,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from trustai.reports.document import Verdict
+from trustai.reports.model import RunEvidence
+
 from trustai.canonical import digest, file_sha256
 from trustai.errors import TrustaiUserError
 from trustai.keys import default_key_paths
 from trustai.ledger import Ledger
-
-from trustai.reports.document import Verdict
-from trustai.reports.model import RunEvidence
 
 OK, FAILED, NOT_CHECKED = "ok", "failed", "not checked"
 # Step names given by trustai.verify.verify_checkpoint: the signature step is "not checked" without a
@@ -58,9 +58,11 @@ def _json_matches(path: Path, payload_sha256: str) -> bool:
 
 
 def artifact_intact(trustai_dir: Path, artifact: dict) -> bool:
-    """True when the artifact file an evidence record lists exists and has the recorded sha256."""
-    path = trustai_dir / str(artifact.get("path", ""))
-    return path.is_file() and file_sha256(path) == artifact.get("sha256")
+    """True when the artifact file an evidence record lists lies inside the run's trustai folder,
+    exists and has the recorded sha256."""
+    path = (trustai_dir / str(artifact.get("path", ""))).resolve()
+    inside = path.is_relative_to(trustai_dir.resolve())
+    return inside and path.is_file() and file_sha256(path) == artifact.get("sha256")
 
 
 def _run_files(run: RunEvidence) -> list[Verdict]:
@@ -80,8 +82,8 @@ def _run_files(run: RunEvidence) -> list[Verdict]:
                     f"trustai/{artifact.get('path')}: missing or differs from ledger record {item.record.seq}"
                 )
     return [
-        _verdict(f"run: {len(run.items)} evidence files match their ledger records", evidence_problems),
-        _verdict(f"run: {artifacts} artifact files match their evidence records", artifact_problems),
+        _verdict(f"run evidence files vs their ledger records, {len(run.items)} files", evidence_problems),
+        _verdict(f"run artifact files vs their evidence records, {artifacts} files", artifact_problems),
     ]
 
 
@@ -114,7 +116,7 @@ def check_integrity(run: RunEvidence, public_key: Path | None) -> Integrity:
         report = ledger.verify()
     finally:
         ledger.close()
-    chain = _verdict(f"ledger: hash chain of {report.records} records", report.problems)
+    chain = _verdict(f"ledger hash chain, {report.records} records", report.problems)
     limit = run.subject_step
     folders = sorted(
         {
@@ -128,9 +130,10 @@ def check_integrity(run: RunEvidence, public_key: Path | None) -> Integrity:
         run.display(folder): next(v for v in per_folder[folder] if v.name.endswith(f": {_SIGNATURE_STEP}"))
         for folder in folders
     }
-    signature = Verdict(_SIGNATURE_STEP, NOT_CHECKED, ("the run has no sealed checkpoint",))
-    if run.subject is not None:
-        signature = signatures.get(run.display(run.subject), signature)
     verdicts = [chain, *_run_files(run), *(v for folder in folders for v in per_folder[folder])]
+    signature = signatures.get(run.display(run.subject)) if run.subject else None
+    if signature is None:
+        signature = Verdict(_SIGNATURE_STEP, NOT_CHECKED, ("the run has no sealed checkpoint",))
+        verdicts.append(signature)
     key = file_sha256(public_key)[:16] if public_key else None
     return Integrity(verdicts, chain, signatures, signature, key)

@@ -166,7 +166,7 @@ def load_run(target: Path) -> RunEvidence:
         raise TrustaiUserError(
             "no trustai ledger governs this folder",
             where=str(target),
-            fix="pass a run folder written by `trustai train` (it holds trustai/ledger.sqlite) or a checkpoint in it",
+            fix="pass a run folder written by `trustai train` (with trustai/ledger.sqlite) or a checkpoint",
         )
     run_dir = ledger_path.parent.parent.resolve()
     ledger = Ledger(ledger_path, create=False)

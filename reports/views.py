@@ -4,20 +4,28 @@ line charts of its curve tables (loss, robustness, privacy budget over steps, ..
 per-group tables (parity, per task), and the PNG artifacts it lists once their sha256 matches."""
 
 import math
+from itertools import pairwise
 from typing import Any
-
-from trustai.regulatory import describe
 
 from trustai.reports import charts
 from trustai.reports.document import Cite, Content, EvidenceView, Fact, Figure, Table, cell
 from trustai.reports.integrity import artifact_intact
 from trustai.reports.model import Item, RunEvidence
 
+from trustai.regulatory import describe
+
 MAX_TABLE_ROWS = 20
 MAX_PANEL_ROWS = 30
 MAX_PANELS = 4
-# Tables with these words in their name are series over an x axis (the first numeric column).
-_CURVE_WORDS = ("curve", "over_")
+# Tables with these words in their name are series over an x axis (see _x_column).
+_CURVE_WORDS = ("curve", "over_", "by_step", "by_epoch", "sweep")
+_ID_SUFFIXES = ("index", "_id", "id")  # numeric columns that name rows rather than measure them
+_X_NAMES = ("step", "steps", "epoch", "iteration", "severity", "strength", "level", "x")
+
+
+def _slug(name: str) -> str:
+    """A file-name-safe form of a table name."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)[:60]
 
 
 def _number(value: Any) -> float | None:
@@ -36,25 +44,46 @@ def _numeric_columns(rows: list[dict[str, Any]]) -> list[str]:
     return [c for c in _columns(rows) if all(_number(row.get(c)) is not None for row in rows)]
 
 
+def _x_column(rows: list[dict[str, Any]], numeric: list[str]) -> str:
+    """The x axis of a curve: a conventional x name, else the first strictly increasing column (the
+    ledger stores rows with sorted keys, so column order says nothing), else the first column."""
+    named = [c for c in _X_NAMES if c in numeric]
+    if named:
+        return named[0]
+    increasing = [c for c in numeric if all(a[c] < b[c] for a, b in pairwise(rows))]
+    return (increasing or numeric)[0]
+
+
 def _curve(name: str, rows: list[dict[str, Any]], title: str) -> bytes | None:
     numeric = _numeric_columns(rows)
     if not any(word in name for word in _CURVE_WORDS) or len(rows) < 2 or len(numeric) < 2:
         return None
-    x, ys = numeric[0], numeric[1:]
+    x = _x_column(rows, numeric)
+    ys = [c for c in numeric if c != x]
     series = {y: [(float(row[x]), float(row[y])) for row in rows] for y in ys}
     return charts.line_chart(title, x, series)
 
 
 def _panels(rows: list[dict[str, Any]], title: str) -> bytes | None:
-    """Per-group bars when the table has exactly one text column whose values are unique labels."""
-    text = [c for c in _columns(rows) if all(isinstance(row.get(c), str) for row in rows)]
-    numeric = _numeric_columns(rows)[:MAX_PANELS]
-    if len(text) != 1 or not numeric or not 2 <= len(rows) <= MAX_PANEL_ROWS:
+    """Per-group bars (parity, per task, per corruption): rows labelled by their text columns (those
+    that vary), one panel per numeric measure; a row lacking a measure gets no bar in its panel."""
+    columns = _columns(rows)
+    text = [c for c in columns if all(isinstance(row.get(c), str) for row in rows)]
+    text = [c for c in text if len({row[c] for row in rows}) > 1]
+    measures = [
+        c
+        for c in columns
+        if not c.endswith(_ID_SUFFIXES)
+        and any(_number(row.get(c)) is not None for row in rows)
+        and all(row.get(c) is None or _number(row.get(c)) is not None for row in rows)
+    ][:MAX_PANELS]
+    if not text or not measures or not 2 <= len(rows) <= MAX_PANEL_ROWS:
         return None
-    labels = [row[text[0]] for row in rows]
+    labels = [" · ".join(row[c] for c in text) for row in rows]
     if len(set(labels)) != len(labels):
         return None
-    return charts.panel_bars(title, labels, {c: [float(row[c]) for row in rows] for c in numeric})
+    values = {c: [_number(row.get(c)) or math.nan for row in rows] for c in measures}
+    return charts.panel_bars(title, labels, values)
 
 
 def _metrics(item: Item, cites: list[Cite]) -> tuple[Table | None, bytes | None]:
@@ -73,7 +102,7 @@ def _metrics(item: Item, cites: list[Cite]) -> tuple[Table | None, bytes | None]
         rows.append([name, cell(metrics.get(name)), limit or "—", held])
     table = Table(f"{item.check_id}: metrics", ["metric", "value", "threshold", "result"], rows, cites)
     bars = [(n, v) for n in sorted(metrics) if (v := _number(metrics[n])) is not None]
-    chart = charts.bar_chart(f"{item.label}: numeric metrics", bars) if bars else None
+    chart = charts.bar_chart(f"{item.label}: numeric metrics", bars) if len(bars) > 1 else None
     return table, chart
 
 
@@ -125,13 +154,15 @@ def evidence_view(item: Item, run: RunEvidence) -> EvidenceView:
     if metric_table:
         content.tables.append(metric_table)
     for name, rows in sorted((p.get("tables") or {}).items()):
-        if not rows or not all(isinstance(r, dict) for r in rows):
+        if not rows:
             continue
-        title = f"{item.label}: {name}"
+        if not all(isinstance(r, dict) for r in rows):
+            rows = [{name: r} for r in rows]
+        title, figure_name = f"{item.label}: {name}", f"{item.record.seq:06d}-table-{_slug(name)}"
         curve = _curve(name, rows, title)
         if curve:
             caption = f"{name} ({len(rows)} points) from evidence record {cites[0].label}"
-            content.figures.append(Figure(f"{item.record.seq:06d}-{name}", title, curve, caption, cites))
+            content.figures.append(Figure(figure_name, title, curve, caption, cites))
             continue
         columns = _columns(rows)
         shown = [[cell(row.get(c)) for c in columns] for row in rows[:MAX_TABLE_ROWS]]
@@ -140,8 +171,8 @@ def evidence_view(item: Item, run: RunEvidence) -> EvidenceView:
         content.tables.append(Table(title, columns, shown, cites, note))
         panels = _panels(rows, title)
         if panels:
-            caption = f"{name} per {columns[0]} from evidence record {cites[0].label}"
-            content.figures.append(Figure(f"{item.record.seq:06d}-{name}", title, panels, caption, cites))
+            caption = f"{name}: a bar per row, a panel per measure, from evidence record {cites[0].label}"
+            content.figures.append(Figure(figure_name, title, panels, caption, cites))
     if metric_chart:
         caption = f"Numeric metrics of evidence record {cites[0].label}"
         content.figures.append(

@@ -1,0 +1,152 @@
+"""Lay a report Document out as self-contained HTML, Markdown (with its figures as PNG files beside
+it) or PDF (the HTML printed by headless Chromium). HTML and Markdown are byte-identical for the same
+Document: nothing in them depends on the time or place of rendering."""
+
+import base64
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jinja2
+from trustai.reports.document import Cite, Document
+
+from trustai.errors import TrustaiUserError
+
+FORMATS = ("html", "md", "pdf")
+MAX_LISTED_CITES = 8
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHROMIUM_TIMEOUT_S = 180
+
+
+def _cites(cites: list[Cite]) -> list[Cite | None]:
+    """The citations to print: all of them, or the first and last few around a None (an ellipsis)."""
+    if len(cites) <= MAX_LISTED_CITES:
+        return list(cites)
+    half = MAX_LISTED_CITES // 2
+    return [*cites[:half], None, *cites[-half:]]
+
+
+def _md_cell(value: object) -> str:
+    """Make text safe in Markdown, table cells included: no raw HTML, no cell breaks, one line."""
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\r", "")
+    return text.replace("\n", "<br>")
+
+
+def _environment(autoescape: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("trustai.reports", "templates"),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["b64"] = lambda data: base64.b64encode(data).decode("ascii")
+    env.filters["cites"] = _cites
+    env.filters["md"] = _md_cell
+    env.globals["max_cites"] = MAX_LISTED_CITES
+    return env
+
+
+def render_html(doc: Document) -> str:
+    """Return the report as one HTML page with inline CSS and images as data URIs; a Content
+    Security Policy forbids the page any network request."""
+    return _environment(autoescape=True).get_template("report.html.j2").render(doc=doc)
+
+
+def render_markdown(doc: Document, figure_dir: str) -> tuple[str, dict[str, bytes]]:
+    """Return the report as Markdown and its figures as ``{relative path: PNG bytes}``, the paths
+    under ``figure_dir`` (relative to the Markdown file)."""
+    files = {f"{figure_dir}/{figure.name}.png": figure.png for figure in doc.figures()}
+    text = _environment(autoescape=False).get_template("report.md.j2").render(doc=doc, figure_dir=figure_dir)
+    return text, files
+
+
+def find_chromium() -> str:
+    """Return the headless Chromium to print with: ``$TRUSTAI_CHROMIUM``, else the first on PATH.
+
+    Raises TrustaiUserError when none is installed.
+    """
+    chosen = os.environ.get("TRUSTAI_CHROMIUM")
+    found = shutil.which(chosen) if chosen else next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
+    if not found:
+        raise TrustaiUserError(
+            "PDF needs headless Chromium, and none was found",
+            where=chosen or "PATH",
+            fix="install it (Debian: apt-get install chromium) or set TRUSTAI_CHROMIUM, or use --format html",
+        )
+    return found
+
+
+def chromium_args(user_data_dir: Path) -> list[str]:
+    """Return the Chromium command line (without the page) that renders a local page headless and
+    makes no network connection of its own (no sync, updates, QUIC or background networking)."""
+    return [
+        find_chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        f"--user-data-dir={user_data_dir}",
+    ]
+
+
+def render_pdf(html: str, out: Path) -> None:
+    """Print ``html`` to the PDF file ``out`` with headless Chromium (A4, no header or footer)."""
+    with tempfile.TemporaryDirectory(prefix="trustai-pdf-") as tmp:
+        page = Path(tmp) / "report.html"
+        page.write_text(html, encoding="utf-8")
+        target = Path(tmp) / "report.pdf"
+        command = [
+            *chromium_args(Path(tmp) / "profile"),
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={target}",
+            page.as_uri(),
+        ]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise TrustaiUserError(
+                f"Chromium did not print the PDF within {CHROMIUM_TIMEOUT_S} s", where=command[0]
+            ) from None
+        if result.returncode != 0 or not target.is_file() or target.stat().st_size == 0:
+            raise TrustaiUserError(
+                f"Chromium could not print the PDF (exit {result.returncode}): {result.stderr[-500:]}",
+                where=command[0],
+                fix="check that `chromium --headless --no-sandbox --print-to-pdf=x.pdf about:blank` works",
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target, out)
+
+
+def write(doc: Document, fmt: str, out: Path) -> list[Path]:
+    """Write ``doc`` to ``out`` in ``fmt`` (html, md or pdf); return every file written.
+
+    Markdown figures go to ``<out stem>-figures/`` beside ``out``.
+    """
+    out = Path(out)
+    if fmt not in FORMATS:
+        raise TrustaiUserError(f"unknown format {fmt!r}", fix=f"use one of: {', '.join(FORMATS)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "pdf":
+        render_pdf(render_html(doc), out)
+        return [out]
+    if fmt == "html":
+        out.write_text(render_html(doc), encoding="utf-8")
+        return [out]
+    text, files = render_markdown(doc, f"{out.stem}-figures")
+    out.write_text(text, encoding="utf-8")
+    written = [out]
+    for rel, data in sorted(files.items()):
+        path = out.parent / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        written.append(path)
+    return written
