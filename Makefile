@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: test demo lint reliability bench clean
+.PHONY: test demo lint reliability bench clean system-deps
 
 $(PY):
 	"$$(scripts/find-python)" -m venv $(VENV)
@@ -19,10 +19,25 @@ $(STAMP): $(PY) pyproject.toml requirements.lock
 	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# Debian packages the report tests and PDF reports need: headless Chromium (HTML -> PDF, screenshots)
+# and poppler-utils (pdftotext, pdftoppm). Installed only when missing; the package lists are
+# refreshed only if the first install attempt fails.
+SYSTEM_PACKAGES := chromium poppler-utils
+system-deps:
+	@if ! command -v chromium >/dev/null || ! command -v pdftotext >/dev/null || ! command -v pdftoppm >/dev/null; then \
+		apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) \
+		|| { apt-get update && apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }; \
+	fi
+
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q tests
 
-demo: $(STAMP)
+# Reliability and security trials at full scale (several minutes on 2 cores): tampering, kill -9 and
+# resume, faulty audits, hostile input, fuzzing, keys; prints the figures. `make test` runs them small.
+reliability: $(STAMP)
+	TRUSTAI_RELIABILITY_TRIALS=full $(PY) -m pytest -q tests/reliability
+
+demo: $(STAMP) system-deps
 	$(VENV)/bin/trustai demo --out demo-output
 
 lint: $(STAMP)

@@ -1,15 +1,17 @@
 """Data audits: the quality of a LeRobot dataset before training on it and while monitoring it.
 
 ``data.quality`` streams the frame parquet files twice (numbers first, then a budgeted sample of
-camera images), so its memory use does not grow with the dataset.
+camera images), so its memory use does not grow with the dataset. ``data.datasheet`` writes a
+Datasheet for Datasets of it (see trustai.datasheet).
 """
 
 import io
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -17,15 +19,17 @@ import pyarrow.compute as pc
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from trustai.audit import Audit, AuditContext, Measurement, register
+from trustai.audit import Audit, AuditContext, Measurement, get_audit, register
 from trustai.datasets import (
     DatasetInfo,
+    dataset_fingerprint,
     episode_lengths,
     iter_frame_batches,
     open_dataset_meta,
     resolve_dataset_root,
     task_names,
 )
+from trustai.datasheet import build_datasheet, load_answers
 from trustai.evidence import Stage
 
 # Rows per batch when reading camera columns: PNG bytes make these rows large.
@@ -304,3 +308,54 @@ class DataQuality(Audit):
             "min_task_share": min((row["share"] for row in task_rows), default=0.0),
         }
         return Measurement(metrics=metrics, tables={"episodes": episode_rows, "tasks": task_rows})
+
+
+class DatasheetParams(BaseModel):
+    """Parameters of ``data.datasheet``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audits: list[Literal["data.quality", "privacy.pii"]] = Field(
+        default_factory=lambda: ["data.quality", "privacy.pii"],
+        description="data audits run (default params) whose metrics answer datasheet questions",
+    )
+    provider_answers: str | None = Field(None, description="YAML/JSON file: question id -> provider's answer")
+
+
+@register
+class DataDatasheet(Audit):
+    """A Datasheet for Datasets of a LeRobot dataset, auto-filled where the data can answer and
+    marked for the provider to complete elsewhere (see trustai.datasheet)."""
+
+    name = "data.datasheet"
+    version = "1"
+    stages = frozenset({Stage.DATA})
+    Params = DatasheetParams
+
+    def measure(self, ctx: AuditContext, params: BaseModel) -> Measurement:
+        """Write ``datasheet.md`` and ``datasheet.json`` for ``ctx.dataset`` into the artifact folder.
+
+        Metrics: questions, auto_filled, provider_answered, to_complete, episodes, frames.
+        """
+        assert isinstance(params, DatasheetParams)
+        info = open_dataset_meta(resolve_dataset_root(ctx.dataset))
+        measured = {}
+        for name in params.audits:
+            audit = get_audit(name)
+            measured[name] = audit().measure(ctx, audit.Params()).metrics
+        sheet = build_datasheet(
+            info,
+            fingerprint=ctx.inputs.dataset_fingerprint or dataset_fingerprint(info.root),
+            audit_metrics=measured,
+            answers=load_answers(params.provider_answers),
+        )
+        ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
+        markdown, structured = ctx.artifact_dir / "datasheet.md", ctx.artifact_dir / "datasheet.json"
+        markdown.write_text(sheet.to_markdown(), encoding="utf-8")
+        structured.write_text(json.dumps(sheet.to_json(), indent=2, default=str), encoding="utf-8")
+        metrics: dict[str, float | int | bool | None] = {
+            **sheet.counts(),
+            "episodes": info.total_episodes,
+            "frames": info.total_frames,
+        }
+        return Measurement(metrics=metrics, artifacts=[markdown, structured])

@@ -1,13 +1,16 @@
-"""Privacy audits: personal data in a dataset (``privacy.pii``) and how much a trained policy gives
-away about the episodes it was trained on (``privacy.membership_inference``)."""
+"""Privacy audits: personal data in a dataset (``privacy.pii``), how much a trained policy gives
+away about the episodes it was trained on (``privacy.membership_inference``), and the (ε, δ) a
+differentially private training run has spent (``privacy.dp``)."""
 
-from collections import Counter, defaultdict
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from trustai.training_hooks.privacy import PRIVACY_UNIT, DPParams, DPState, dp_epsilon
 
 from trustai.audit import Audit, AuditContext, Measurement, register
 from trustai.datasets import (
@@ -19,7 +22,7 @@ from trustai.datasets import (
 )
 from trustai.errors import TrustaiUserError
 from trustai.evidence import Stage
-from trustai.frames import even_sample, iter_frames
+from trustai.frames import even_sample, iter_frames, rgb_cameras
 from trustai.membership import AttackModel, art_attack, threshold_attack
 from trustai.pii import TEXT_KINDS, FaceDetector, scan_text
 from trustai.policy_batches import audit_policy, iter_policy_batches
@@ -30,7 +33,9 @@ class PiiParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_frames: int = Field(2000, ge=0, description="frames decoded at most (every camera of each), spread evenly")
+    max_frames: int = Field(
+        2000, ge=0, description="frames decoded at most (every camera of each), spread evenly"
+    )
     cameras: list[str] | None = Field(None, description="cameras to scan (default: every RGB camera)")
     scale_factor: float = Field(1.1, gt=1, description="Haar cascade image-pyramid step")
     min_neighbors: int = Field(5, ge=1, description="Haar cascade detections needed to accept a face")
@@ -38,16 +43,8 @@ class PiiParams(BaseModel):
     max_listed_frames: int = Field(1000, ge=0, description="flagged frames listed at most (all are counted)")
 
 
-def _rgb_cameras(info: DatasetInfo) -> list[str]:
-    def is_depth(feature: dict) -> bool:
-        extra = feature.get("info") or {}
-        return bool(extra.get("is_depth_map") or extra.get("video.is_depth_map"))
-
-    return [k for k in (*info.image_keys, *info.video_keys) if not is_depth(info.features[k])]
-
-
 def _chosen_cameras(info: DatasetInfo, wanted: list[str] | None) -> list[str]:
-    cameras = _rgb_cameras(info)
+    cameras = rgb_cameras(info)
     if wanted is None:
         return cameras
     unknown = sorted(set(wanted) - set(cameras))
@@ -60,13 +57,63 @@ def _chosen_cameras(info: DatasetInfo, wanted: list[str] | None) -> list[str]:
     return wanted
 
 
-def _episode_tasks(info: DatasetInfo) -> dict[int, list[str]]:
-    """{episode_index: its task texts} from meta/episodes."""
-    tasks: dict[int, list[str]] = {}
+@dataclass
+class _FaceScan:
+    """Per-episode counts of a face scan, and the first flagged (frame, camera) pairs."""
+
+    checked: Counter[int] = field(default_factory=Counter)  # frames decoded
+    frames_with_faces: Counter[int] = field(default_factory=Counter)
+    faces: Counter[int] = field(default_factory=Counter)
+    listed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _scan_faces(info: DatasetInfo, cameras: list[str], params: PiiParams) -> _FaceScan:
+    detector = FaceDetector(params.scale_factor, params.min_neighbors, params.min_face_px)
+    plan = even_sample(episode_lengths(info.root), params.max_frames) if cameras else {}
+    scan = _FaceScan()
+    for frame in iter_frames(info, plan, cameras):
+        scan.checked[frame.episode] += 1
+        found = {camera: detector.detect(frame.images[camera]) for camera in cameras}
+        found = {camera: boxes for camera, boxes in found.items() if boxes}
+        if found:
+            scan.frames_with_faces[frame.episode] += 1
+        for camera, boxes in found.items():
+            scan.faces[frame.episode] += len(boxes)
+            if len(scan.listed) < params.max_listed_frames:
+                scan.listed.append(
+                    {
+                        "episode_index": frame.episode,
+                        "frame_index": frame.frame,
+                        "camera": camera,
+                        "faces": len(boxes),
+                        "boxes": [list(b) for b in boxes],
+                    }
+                )
+    return scan
+
+
+def _scan_tasks(info: DatasetInfo) -> tuple[list[dict[str, Any]], Counter[str], dict[int, int]]:
+    """Flagged task rows (kinds and spans only), matches per kind, and matches per episode."""
+    rows, kinds = [], Counter[str]()
+    per_text: dict[str, int] = {}
+    for index, text in sorted(task_names(info.root).items()):
+        matches = scan_text(text)
+        if matches:
+            kinds.update(m.kind for m in matches)
+            per_text[text] = len(matches)
+            rows.append(
+                {
+                    "task_index": index,
+                    "kinds": sorted({m.kind for m in matches}),
+                    "spans": [[m.kind, m.start, m.end] for m in matches],
+                }
+            )
+    per_episode: dict[int, int] = {}
     for path in sorted((info.root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
         table = pq.read_table(path, columns=["episode_index", "tasks"]).to_pydict()
-        tasks.update(zip(table["episode_index"], table["tasks"], strict=True))
-    return tasks
+        for episode, texts in zip(table["episode_index"], table["tasks"], strict=True):
+            per_episode[episode] = sum(per_text.get(t, 0) for t in texts)
+    return rows, kinds, per_episode
 
 
 @register
@@ -83,89 +130,48 @@ class PersonalData(Audit):
         """Scan an evenly spread sample of at most ``max_frames`` frames (every chosen camera) for
         faces, and every task text for personal-data patterns. Streams the dataset.
 
-        Metrics: frames_checked, cameras_checked, faces, frames_with_faces, episodes_with_faces,
-        tasks_checked, tasks_with_personal_data, personal_data_matches, text_<kind> for each kind
-        (email, iban, payment_card, ip_address, phone), episodes_with_personal_data (faces or task
-        matches). Tables: ``flagged_frames`` (episode_index, frame_index, camera, faces, boxes; at most
-        max_listed_frames rows), ``flagged_tasks`` (task_index, kinds, spans: never the matched
-        text), ``flagged_episodes`` (per-episode counts, flagged episodes only).
+        Metrics: frames_checked, cameras_checked, faces, frames_with_faces (frames with a face on any
+        camera), episodes_with_faces, tasks_checked, tasks_with_personal_data, personal_data_matches,
+        text_<kind> for each kind (email, iban, payment_card, ip_address, phone),
+        episodes_with_personal_data (faces or task matches). Tables: ``flagged_frames``
+        (episode_index, frame_index, camera, faces, boxes; at most max_listed_frames rows),
+        ``flagged_tasks`` (task_index, kinds, spans: never the matched text), ``flagged_episodes``
+        (per-episode counts, flagged episodes only).
         """
         assert isinstance(params, PiiParams)
         info = open_dataset_meta(resolve_dataset_root(ctx.dataset))
         cameras = _chosen_cameras(info, params.cameras)
-        detector = FaceDetector(params.scale_factor, params.min_neighbors, params.min_face_px)
-        plan = even_sample(episode_lengths(info.root), params.max_frames) if cameras else {}
-
-        checked: Counter[int] = Counter()
-        face_frames: Counter[int] = Counter()
-        faces: Counter[int] = Counter()
-        flagged: list[dict[str, Any]] = []
-        flagged_total = 0
-        for frame in iter_frames(info, plan, cameras):
-            checked[frame.episode] += 1
-            for camera in cameras:
-                boxes = detector.detect(frame.images[camera])
-                if not boxes:
-                    continue
-                flagged_total += 1
-                face_frames[frame.episode] += 1
-                faces[frame.episode] += len(boxes)
-                if len(flagged) < params.max_listed_frames:
-                    flagged.append(
-                        {
-                            "episode_index": frame.episode,
-                            "frame_index": frame.frame,
-                            "camera": camera,
-                            "faces": len(boxes),
-                            "boxes": [list(b) for b in boxes],
-                        }
-                    )
-
-        task_rows, kinds = [], Counter[str]()
-        flagged_texts: dict[str, int] = {}
-        for index, text in sorted(task_names(info.root).items()):
-            matches = scan_text(text)
-            if matches:
-                kinds.update(m.kind for m in matches)
-                flagged_texts[text] = len(matches)
-                task_rows.append(
-                    {
-                        "task_index": index,
-                        "kinds": sorted({m.kind for m in matches}),
-                        "spans": [[m.kind, m.start, m.end] for m in matches],
-                    }
-                )
-        text_hits = {
-            episode: sum(flagged_texts.get(t, 0) for t in texts)
-            for episode, texts in _episode_tasks(info).items()
-        }
-        episodes = sorted({e for e, n in text_hits.items() if n} | set(face_frames))
+        faces = _scan_faces(info, cameras, params)
+        task_rows, kinds, text_hits = _scan_tasks(info)
+        episodes = sorted({e for e, n in text_hits.items() if n} | set(faces.frames_with_faces))
         episode_rows = [
             {
                 "episode_index": e,
-                "frames_checked": checked[e],
-                "frames_with_faces": face_frames[e],
-                "faces": faces[e],
+                "frames_checked": faces.checked[e],
+                "frames_with_faces": faces.frames_with_faces[e],
+                "faces": faces.faces[e],
                 "task_personal_data_matches": text_hits.get(e, 0),
             }
             for e in episodes
         ]
         metrics: dict[str, float | int | bool | None] = {
-            "frames_checked": sum(checked.values()),
+            "frames_checked": faces.checked.total(),
             "cameras_checked": len(cameras),
-            "faces": sum(faces.values()),
-            "frames_with_faces": flagged_total,
-            "episodes_with_faces": len(face_frames),
+            "faces": faces.faces.total(),
+            "frames_with_faces": faces.frames_with_faces.total(),
+            "episodes_with_faces": len(faces.frames_with_faces),
             "tasks_checked": len(task_names(info.root)),
             "tasks_with_personal_data": len(task_rows),
-            "personal_data_matches": sum(kinds.values()),
+            "personal_data_matches": kinds.total(),
             **{f"text_{kind}": kinds[kind] for kind in TEXT_KINDS},
             "episodes_with_personal_data": len(episodes),
         }
-        return Measurement(
-            metrics=metrics,
-            tables={"flagged_frames": flagged, "flagged_tasks": task_rows, "flagged_episodes": episode_rows},
-        )
+        tables = {
+            "flagged_frames": faces.listed,
+            "flagged_tasks": task_rows,
+            "flagged_episodes": episode_rows,
+        }
+        return Measurement(metrics=metrics, tables=tables)
 
 
 class MembershipParams(BaseModel):
@@ -217,7 +223,11 @@ def _split(ctx: AuditContext, params: MembershipParams, known: set[int]) -> tupl
     if not train or not holdout:
         raise TrustaiUserError(
             "membership inference needs episodes the policy trained on and episodes it never saw; "
-            + ("the policy trained on every episode of this dataset" if not holdout else "no training episodes"),
+            + (
+                "the policy trained on every episode of this dataset"
+                if not holdout
+                else "no training episodes"
+            ),
             fix="train on a subset (LeRobot's --dataset.episodes) or pass holdout_episodes from "
             "another recording of the same setting",
         )
@@ -249,16 +259,16 @@ class MembershipInference(Audit):
         lengths = episode_lengths(info.root)
         train, holdout = _split(ctx, params, set(lengths))
         policy = audit_policy(ctx, params.device)
-        losses: dict[int, list[float]] = defaultdict(list)
+        losses: dict[int, list[float]] = {}
         for side in (train, holdout):
             plan = even_sample({e: lengths[e] for e in side}, params.max_samples)
             for batch in iter_policy_batches(info, policy, plan, params.batch_size):
                 with torch.no_grad():
                     values = policy.per_sample_loss({**batch.observation, **batch.targets})
                 for (episode, _), loss in zip(batch.keys, values.tolist(), strict=True):
-                    losses[episode].append(loss)
-        members = np.array([v for e in train for v in losses[e]])
-        non_members = np.array([v for e in holdout for v in losses[e]])
+                    losses.setdefault(episode, []).append(loss)
+        members = np.array([v for e in train for v in losses.get(e, [])])
+        non_members = np.array([v for e in holdout for v in losses.get(e, [])])
         threshold = threshold_attack(members, non_members)
         learned = art_attack(members, non_members, params.attack_model, seed=ctx.seed)
         metrics: dict[str, float | int | bool | None] = {
@@ -282,3 +292,75 @@ class MembershipInference(Audit):
             for e in sorted(losses)
         ]
         return Measurement(metrics=metrics, tables={"episodes": rows})
+
+
+@register
+class DifferentialPrivacy(Audit):
+    """The (ε, δ) a DP-SGD training run has spent so far, by its accountant, against its budget.
+
+    The run is made private by trustai.training_hooks.privacy (GovernedAccelerator.prepare); this
+    audit reads it from the train stage's training statistics (``ctx.training.privacy``).
+    """
+
+    name = "privacy.dp"
+    version = "1"
+    stages = frozenset({Stage.TRAIN})
+    Params = DPParams
+
+    def measure(self, ctx: AuditContext, params: BaseModel) -> Measurement:
+        """Metrics: epsilon (after the steps taken), target_epsilon, delta, noise_multiplier,
+        max_grad_norm, sample_rate, steps, steps_planned, steps_within_budget, budget_exhausted (the
+        budget stopped training before its planned steps), expected_batch_size, dataset_frames,
+        frozen_parameter_count. Tables: ``epsilon_by_step`` (every ``epsilon_every`` steps and the
+        current step), ``mechanism`` (accountant, privacy unit, sampling, per-sample gradients, where σ
+        came from), ``replaced_modules``, ``frozen_parameters``."""
+        assert isinstance(params, DPParams)
+        privacy = getattr(ctx.training, "privacy", None)
+        if privacy is None:
+            raise ValueError(
+                "privacy.dp needs a DP training run: GovernedAccelerator makes LeRobot training private "
+                "when the policy pack has a privacy.dp check"
+            )
+        state: DPState = privacy.state()
+        mechanism = {
+            "noise_multiplier": state.noise_multiplier,
+            "sample_rate": state.sample_rate,
+            "delta": state.delta,
+            "accountant": state.accountant,
+        }
+        every = params.epsilon_every or max(1, state.steps_planned // 50)
+        marks = sorted({*range(every, state.steps + 1, every), state.steps} - {0})
+        exhausted = (
+            state.steps_within_budget < state.steps_planned and state.steps >= state.steps_within_budget
+        )
+        metrics: dict[str, float | int | bool | None] = {
+            "epsilon": dp_epsilon(state.steps, **mechanism),
+            "target_epsilon": state.target_epsilon,
+            "delta": state.delta,
+            "noise_multiplier": state.noise_multiplier,
+            "max_grad_norm": state.max_grad_norm,
+            "sample_rate": state.sample_rate,
+            "steps": state.steps,
+            "steps_planned": state.steps_planned,
+            "steps_within_budget": state.steps_within_budget,
+            "budget_exhausted": exhausted,
+            "expected_batch_size": state.expected_batch_size,
+            "dataset_frames": state.dataset_frames,
+            "frozen_parameter_count": len(state.frozen_parameters),
+        }
+        mechanism_row = {
+            "accountant": state.accountant,
+            "privacy_unit": PRIVACY_UNIT,
+            "sampling": "poisson",
+            "grad_sample_mode": "hooks",
+            "noise_source": state.noise_source,
+        }
+        return Measurement(
+            metrics=metrics,
+            tables={
+                "epsilon_by_step": [{"step": k, "epsilon": dp_epsilon(k, **mechanism)} for k in marks],
+                "mechanism": [mechanism_row],
+                "replaced_modules": list(state.replaced_modules),
+                "frozen_parameters": list(state.frozen_parameters),
+            },
+        )

@@ -12,7 +12,8 @@ from unittest import mock
 import huggingface_hub.constants
 import pytest
 import torch
-from policies_fixtures import (
+
+from tests.policies_fixtures import (
     CAMERAS,
     DATASET_FEATURES,
     observation_batch,
@@ -24,7 +25,6 @@ from policies_fixtures import (
     training_batch,
     write_tiny_tokenizer,
 )
-
 from trustai.adapters import PolicyAdapter
 from trustai.errors import TrustaiUserError
 

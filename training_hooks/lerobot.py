@@ -8,7 +8,10 @@
 - ``end_training``: the release stage, and the last checkpoint's card is sealed as the release card.
 
 Governance runs on the main process only, and any exception inside it is logged and recorded in the
-ledger; it never propagates into the training loop.
+ledger; it never propagates into the training loop. The one deliberate exception is DP training
+(trustai.training_hooks.privacy, for packs with a ``privacy.dp`` check): ``prepare`` raises
+TrustaiUserError when the policy cannot be made private, and ``backward`` raises
+PrivacyBudgetExhausted, after sealing a final checkpoint, before a step that would exceed the budget.
 """
 
 import functools
@@ -21,6 +24,7 @@ from typing import Any
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from trustai.training_hooks.health import TrainingHealth
+from trustai.training_hooks.privacy import PrivateTraining, make_private
 
 from trustai.evidence import Inputs, Stage
 from trustai.governance import Governance
@@ -63,6 +67,7 @@ class GovernedAccelerator(Accelerator):
         self.governance = governance
         self.train_config = train_config
         self.health = TrainingHealth()
+        self.privacy: PrivateTraining | None = None  # DP-SGD, when the pack has a privacy.dp check
         self.blocked_s = 0.0  # wall time spent inside trustai code, per phase below
         self.setup_s = 0.0  # before the loop: data stage and manifest (in prepare)
         self.blocked_loop_s = 0.0  # inside the training loop: what the steps waited on trustai
@@ -72,15 +77,26 @@ class GovernedAccelerator(Accelerator):
 
     # -- training-loop hooks -------------------------------------------------------------------------
     def prepare(self, *args: Any, device_placement: Any = None) -> Any:
-        """Accelerator.prepare, then the data stage on the first dataloader's dataset."""
+        """Accelerator.prepare, then the data stage on the first dataloader's dataset. With a privacy.dp
+        check in the pack, the policy, optimizer and dataloader are made private first (raises
+        TrustaiUserError when they cannot be, before anything is wrapped)."""
+        private = None
+        if not self._started and self.privacy is None:
+            private, args = make_private(self, args)
         prepared = super().prepare(*args, device_placement=device_placement)
+        if private is not None:
+            private.attach(prepared)
+            self.privacy, self.health = private, private.health
         if self.is_main_process and not self._started:
             self._on_prepare(args)
             self.setup_s, self.blocked_s = self.blocked_s, 0.0
         return prepared
 
     def backward(self, loss: Any, **kwargs: Any) -> None:
-        """Accelerator.backward, then keep the loss for train.health (device tensor, no sync)."""
+        """Accelerator.backward, then keep the loss for train.health (device tensor, no sync). With DP,
+        first stops training cleanly when this step would exceed the privacy budget."""
+        if self.privacy is not None:
+            self.privacy.before_backward(self)
         super().backward(loss, **kwargs)
         t0 = time.perf_counter()
         self.health.observe_loss(loss)
@@ -128,10 +144,19 @@ class GovernedAccelerator(Accelerator):
         gov.dataset_inputs = Inputs(
             dataset=repo_id or (str(root) if root else None), dataset_fingerprint=fingerprint
         )
-        self._sealed = {p.resolve() for p in self._checkpoints() if (p / "trustai" / "card.json").is_file()}
+        self._sealed = self._sealed_before()
+        sealed = [p for p in self._checkpoints() if p.resolve() in self._sealed]
+        if sealed:  # a resumed run: its release card goes on the newest sealed checkpoint at the latest
+            self._last_checkpoint = (sealed[-1], int(sealed[-1].parent.name))
         self.manifest = run_manifest(
             train_config=self.train_config, seed=gov.seed, dataset=repo_id, dataset_fingerprint=fingerprint
         )
+        previous = gov.ledger.head()
+        if previous is not None:
+            self.manifest["resume"] = {
+                "after_record": previous.cite(),
+                "sealed_steps": [int(p.parent.name) for p in sealed],
+            }
         gov.start(self.manifest)
         self._started = True
         gov.run_stage(Stage.DATA, step=0, dataset=dataset, manifest=self.manifest)
@@ -142,6 +167,16 @@ class GovernedAccelerator(Accelerator):
 
     def _checkpoints(self) -> list[Path]:
         return sorted(self.governance.run_dir.glob("checkpoints/[0-9]*/pretrained_model"))
+
+    def _sealed_before(self) -> set[Path]:
+        """Checkpoints an earlier run into this folder sealed. The ledger's card record is the commit
+        point (written after the card and the signature), so a seal cut short by a crash is redone."""
+        run = self.governance.run_dir.resolve()
+        return {
+            (run / r.payload["checkpoint"]).resolve()
+            for r in self.governance.ledger.records("card")
+            if not r.payload.get("release") and isinstance(r.payload.get("checkpoint"), str)
+        }
 
     @_never_raise
     def _on_barrier(self) -> None:

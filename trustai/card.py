@@ -55,6 +55,35 @@ def _policy_summary(config_path: Path) -> dict[str, Any]:
     }
 
 
+def _privacy_section(chosen: list[tuple[Any, Any]]) -> dict[str, Any] | None:
+    """The card's differential-privacy statement (ε, δ, accountant, privacy unit and what they cover)
+    from the latest ``privacy.dp`` evidence among the card's records; None when training was not DP."""
+    latest = next(
+        (ev for ev, _ in reversed(chosen) if ev.payload["audit"] == "privacy.dp" and not ev.payload["error"]),
+        None,
+    )
+    if latest is None:
+        return None
+    metrics, tables = latest.payload["metrics"], latest.payload["tables"]
+    mechanism = tables["mechanism"][0]
+    keys = ("target_epsilon", "noise_multiplier", "max_grad_norm", "sample_rate", "steps", "budget_exhausted")
+    return {
+        "epsilon": metrics["epsilon"],
+        "delta": metrics["delta"],
+        "accountant": mechanism["accountant"],
+        "privacy_unit": mechanism["privacy_unit"],
+        **{k: metrics[k] for k in keys},
+        "frozen_parameters": [row["parameter"] for row in tables["frozen_parameters"]],
+        "guarantee": (
+            f"({metrics['epsilon']:.4g}, {metrics['delta']:g})-differential privacy of the weights with "
+            f"respect to adding or removing one training {mechanism['privacy_unit']} (DP-SGD with Opacus, "
+            f"{mechanism['accountant']} accountant). Other statistics in this card, such as training "
+            "health, are computed from the raw training data and are not covered."
+        ),
+        "record": latest.cite(),
+    }
+
+
 def build_card(gov: Any, checkpoint_dir: Path, *, step: int | None, release: bool) -> dict[str, Any]:
     """Return the card.json content for ``checkpoint_dir`` from the run's ledger."""
     ledger = gov.ledger
@@ -125,6 +154,7 @@ def build_card(gov: Any, checkpoint_dir: Path, *, step: int | None, release: boo
             "environment": {k: v for k, v in manifest.get("environment", {}).items() if k != "packages"},
         },
         "quantitative_analysis": {"performance_metrics": metrics},
+        "privacy": _privacy_section(chosen),
         "governance": {
             "policy_pack": start.payload["policy_pack"] | {"checks": None} if start else None,
             "findings": findings,
@@ -208,6 +238,8 @@ def render_readme(card: dict[str, Any]) -> str:
         f"Dataset `{dataset}`, fingerprint `{card['training_data']['fingerprint']}`.",
         "",
     ]
+    if card.get("privacy"):
+        lines += ["## Privacy", "", card["privacy"]["guarantee"], ""]
     return "\n".join(lines)
 
 
@@ -221,7 +253,10 @@ def write_card(
         shutil.rmtree(card_dir)
     (card_dir / "evidence").mkdir(parents=True)
     for item in card["evidence"]:
-        shutil.copy2(gov.trustai_dir / item["file"], card_dir / item["file"])
+        # Written from the ledger record, not copied from the run's evidence file: a crash between the
+        # record's commit and that file's write would otherwise break every later card of the run.
+        record = gov.ledger.get(item["record"]["seq"])
+        (card_dir / item["file"]).write_text(pretty_json(record.payload), encoding="utf-8")
         for art in item["artifacts"]:
             (card_dir / art["path"]).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(gov.trustai_dir / art["path"], card_dir / art["path"])

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from trustai.errors import TrustaiUserError
 
@@ -120,7 +120,7 @@ def verify(
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
         console.print(f"{mark} {check.name}")
         for problem in check.problems:
-            console.print(f"    {problem}")
+            console.print(f"    {problem}", markup=False)
     if not report.ok:
         console.print(f"[red]verification failed[/red]: {report.checkpoint}")
         raise typer.Exit(1)
@@ -150,7 +150,13 @@ def train(
         raise TrustaiUserError(
             "signing key not found", where=str(key), fix="run `trustai keys generate` or pass --key PATH"
         )
-    run_dir = governed_train(list(ctx.args), pack, key, runtime=runtime, ray_address=ray_address)
+    from trustai.training_hooks.privacy import PrivacyBudgetExhausted
+
+    try:
+        run_dir = governed_train(list(ctx.args), pack, key, runtime=runtime, ray_address=ray_address)
+    except PrivacyBudgetExhausted as stop:  # a clean stop: final checkpoint sealed, ledger complete
+        console.print(f"[red]training stopped[/red]: {stop}", highlight=False)
+        raise typer.Exit(1) from None
     console.print(f"governed run: {run_dir}  (ledger: {run_dir / 'trustai' / 'ledger.sqlite'})")
 
 
@@ -175,10 +181,155 @@ def demo(
     console.print(
         f"dataset:    {result.dataset}\nrun:        {result.run_dir}\n"
         f"ledger:     {result.run_dir / 'trustai' / 'ledger.sqlite'}\npublic key: {result.public_key}\n"
-        f"check it:   trustai verify {result.checkpoints[-1]} --public-key {result.public_key}"
+        f"check it:   trustai verify {result.checkpoints[-1]} --public-key {result.public_key}\n"
+        f"report:     {result.compliance_report} (EU AI Act technical documentation)"
     )
     if not all(r.ok for r in result.reports):
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    target: Annotated[Path | None, typer.Argument(help="run folder or checkpoint folder")] = None,
+    framework: Annotated[str, typer.Option(help="eu-ai-act, nist-ai-rmf or iso-42001")] = "eu-ai-act",
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="html, pdf or md (default: from -o's suffix, else html)")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="report file (default trustai-report-FRAMEWORK.FMT)")
+    ] = None,
+    system: Annotated[Path | None, typer.Option(help="the provider's system.yaml to merge")] = None,
+    public_key: Annotated[
+        Path | None, typer.Option(help="PEM public key (default: trustai's default key, if any)")
+    ] = None,
+    init_system: Annotated[
+        Path | None, typer.Option(help="write a commented system.yaml template to this file and stop")
+    ] = None,
+) -> None:
+    """Render a compliance report from a run's ledger: EU AI Act Annex IV, NIST AI RMF or ISO/IEC 42001."""
+    if init_system is not None:
+        from trustai.reports.system import write_template
+
+        write_template(init_system)
+        console.print(f"system description template: {init_system} (fill it in, then pass --system)")
+        return
+    if target is None:
+        raise TrustaiUserError("no run folder given", fix="trustai report RUN_DIR [--framework ...]")
+    from trustai.reports.build import write_report
+
+    with console.status(f"rendering the {framework} report..."):
+        files = write_report(target, framework, fmt, output, system=system, public_key=public_key)
+    console.print(f"report: {files[0]}")
+    if len(files) > 1:
+        console.print(f"figures: {len(files) - 1} PNG files in {files[1].parent}")
+
+
+@app.command()
+def drift(
+    reference: Annotated[
+        Path, typer.Option(help="reference LeRobot dataset folder (e.g. the training data)")
+    ],
+    current: Annotated[Path, typer.Option(help="current LeRobot dataset folder (e.g. new field data)")],
+    out: Annotated[
+        Path | None, typer.Option(help="folder for drift_report.html and drift.json (default: not kept)")
+    ] = None,
+    max_drift_share: Annotated[
+        float, typer.Option(help="exit 1 when the share of drifted features exceeds this")
+    ] = 0.5,
+    max_frames: Annotated[int, typer.Option(help="frames sampled evenly from each dataset")] = 5000,
+    images: Annotated[bool, typer.Option(help="include per-camera image statistics")] = True,
+    ray: Annotated[bool, typer.Option("--ray", help="compute features per frame file as Ray tasks")] = False,
+) -> None:
+    """Per-feature drift (state, action, camera statistics) of CURRENT against REFERENCE, with Evidently."""
+    import json
+    import tempfile
+
+    from trustai.monitoring import check_drift
+
+    with tempfile.TemporaryDirectory(prefix="trustai-drift-") as tmp:
+        folder = out or Path(tmp)
+        with console.status("computing features and drift tests..."):
+            result = check_drift(
+                reference, current, folder, max_frames=max_frames, images=images, use_ray=ray
+            )
+        if out is not None:
+            (out / "drift.json").write_text(
+                json.dumps({"metrics": result.metrics, "features": result.tables["features"]}, indent=2),
+                encoding="utf-8",
+            )
+    table = Table(Column("feature", overflow="fold"), "group", "test", "score", "threshold", "drifted")
+    for row in result.tables["features"]:
+        mark = "[red]yes[/red]" if row["drifted"] else "no"
+        table.add_row(
+            row["feature"],
+            row["group"],
+            str(row["method"]),
+            f"{row['score']:.4g}",
+            str(row["threshold"]),
+            mark,
+        )
+    console.print(table)
+    share = float(result.metrics["drifted_share"] or 0.0)
+    console.print(
+        f"drifted features: {result.metrics['drifted_features']} of {result.metrics['features']} "
+        f"(share {share:.2f}, limit {max_drift_share:.2f})"
+        + (f"; report: {out / 'drift_report.html'}" if out is not None else "")
+    )
+    if share > max_drift_share:
+        raise typer.Exit(1)
+
+
+@app.command()
+def monitor(
+    run_dir: Annotated[Path, typer.Argument(help="folder of a governed run (holds trustai/ledger.sqlite)")],
+    current: Annotated[Path, typer.Option(help="current LeRobot dataset folder (new field data)")],
+    reference: Annotated[
+        Path | None, typer.Option(help="reference dataset (default: the run's training dataset)")
+    ] = None,
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="policy pack (default: the pack the run recorded)")
+    ] = None,
+) -> None:
+    """Post-market monitoring: run the pack's monitor checks on CURRENT, appended to the run's ledger."""
+    from trustai.monitoring import monitor_run
+
+    with console.status("running monitor-stage checks..."):
+        findings = monitor_run(run_dir, current, reference=reference, pack=policy)
+    table = Table("check", "audit", "status", "severity", "message")
+    colours = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red"}
+    for f in findings:
+        status = f"[{colours[f.status.value]}]{f.status.value}[/{colours[f.status.value]}]"
+        table.add_row(f.check_id, f.audit, status, f.severity.value, f.message)
+    console.print(table)
+    console.print(f"recorded in {run_dir / 'trustai' / 'ledger.sqlite'}")
+    if any(f.blocks for f in findings):
+        raise typer.Exit(1)
+
+
+@app.command()
+def audit(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint folder or its pretrained_model folder")],
+    dataset: Annotated[Path, typer.Option(help="LeRobot dataset folder with (held-out) frames")],
+    policy: Annotated[str, typer.Option("--policy", help="policy pack name or YAML file")] = "default",
+    frames: Annotated[int | None, typer.Option(help="frames per audit (overrides the pack's params)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="run folder for a new ledger when no governed run owns the checkpoint")
+    ] = None,
+    key: Annotated[
+        Path | None, typer.Option(help="private signing key (default: trustai's default key)")
+    ] = None,
+    public_key: Annotated[
+        Path | None, typer.Option(help="public key the checkpoint's signature must verify with first")
+    ] = None,
+) -> None:
+    """Run a pack's checkpoint checks on a checkpoint, re-sign its card; exit 1 if a block check fails."""
+    from trustai.audit_command import audit_main
+
+    code = audit_main(
+        console, checkpoint, dataset, policy, frames=frames, out=out, key=key, public_key=public_key
+    )
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

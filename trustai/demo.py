@@ -1,6 +1,7 @@
 """``trustai demo``: the whole path on a laptop — a synthetic LeRobot dataset (two tasks, one camera,
 6-dof state), governed LeRobot training of a tiny ACT policy on CPU with two checkpoints, signed
-cards, and their verification. Everything it writes stays inside its output folder."""
+cards, their verification, and the run's EU AI Act technical documentation (HTML). Everything it
+writes stays inside its output folder."""
 
 import os
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ class DemoResult:
     public_key: Path
     checkpoints: list[Path]
     reports: list  # trustai.verify.VerifyReport per checkpoint
+    compliance_report: Path  # the EU AI Act technical documentation of the run (HTML)
 
 
 def demo_train_flags(dataset: Path, run_dir: Path, steps: int = 40, save_freq: int = 20) -> list[str]:
@@ -72,6 +74,7 @@ def run_demo(out: Path, pack: str = "default") -> DemoResult:
     # Imported only now: `datasets` and LeRobot read their cache locations at import time.
     from trustai.keys import generate_keypair
     from trustai.lerobot_train import governed_train
+    from trustai.reports.build import write_report
     from trustai.synthetic import make_synthetic_dataset
     from trustai.verify import verify_checkpoint
 
@@ -83,4 +86,5 @@ def run_demo(out: Path, pack: str = "default") -> DemoResult:
     run_dir = governed_train(demo_train_flags(dataset, out / "run"), pack, private)
     checkpoints = sorted(run_dir.glob("checkpoints/[0-9]*/pretrained_model"))
     reports = [verify_checkpoint(c, public) for c in checkpoints]
-    return DemoResult(out, dataset, run_dir, public, checkpoints, reports)
+    compliance = write_report(run_dir, "eu-ai-act", "html", out / "report-eu-ai-act.html", public_key=public)
+    return DemoResult(out, dataset, run_dir, public, checkpoints, reports, compliance[0])

@@ -61,6 +61,16 @@ def even_sample(lengths: Mapping[int, int], max_frames: int) -> dict[int, set[in
     return plan
 
 
+def rgb_cameras(info: DatasetInfo) -> list[str]:
+    """The dataset's colour cameras, image and video alike (depth maps left out)."""
+
+    def is_depth(feature: dict) -> bool:
+        extra = feature.get("info") or {}
+        return bool(extra.get("is_depth_map") or extra.get("video.is_depth_map"))
+
+    return [key for key in (*info.image_keys, *info.video_keys) if not is_depth(info.features[key])]
+
+
 def decode_png(cell: dict | None) -> np.ndarray | None:
     """Decode a LeRobot image cell (``{"bytes": ..., "path": ...}``) to H×W×3 uint8; None when empty."""
     if cell is None or cell.get("bytes") is None:
@@ -83,7 +93,9 @@ def _video_index(info: DatasetInfo, cameras: Sequence[str]) -> dict[tuple[int, s
     index: dict[tuple[int, str], tuple[Path, float]] = {}
     for path in sorted((info.root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
         columns = ["episode_index"] + [
-            f"videos/{c}/{field}" for c in cameras for field in ("chunk_index", "file_index", "from_timestamp")
+            f"videos/{c}/{field}"
+            for c in cameras
+            for field in ("chunk_index", "file_index", "from_timestamp")
         ]
         table = pq.read_table(path, columns=columns).to_pydict()
         for row, episode in enumerate(table["episode_index"]):
@@ -93,7 +105,10 @@ def _video_index(info: DatasetInfo, cameras: Sequence[str]) -> dict[tuple[int, s
                     chunk_index=table[f"videos/{camera}/chunk_index"][row],
                     file_index=table[f"videos/{camera}/file_index"][row],
                 )
-                index[episode, camera] = (info.root / file, float(table[f"videos/{camera}/from_timestamp"][row]))
+                index[episode, camera] = (
+                    info.root / file,
+                    float(table[f"videos/{camera}/from_timestamp"][row]),
+                )
     return index
 
 
@@ -105,7 +120,9 @@ def _decode_video(path: Path, timestamps: list[float], fps: int) -> list[np.ndar
     window: list[float] = []
     for ts in [*timestamps, None]:
         if window and (ts is None or ts - window[0] > _VIDEO_WINDOW_FRAMES / fps):
-            decoded = decode_video_frames(path, window, tolerance_s=0.5 / fps, backend="pyav", return_uint8=True)
+            decoded = decode_video_frames(
+                path, window, tolerance_s=0.5 / fps, backend="pyav", return_uint8=True
+            )
             frames.extend(np.ascontiguousarray(f.permute(1, 2, 0).numpy()) for f in decoded)
             window = []
         if ts is not None:
@@ -124,6 +141,33 @@ def _selected_rows(episodes: np.ndarray, frames: np.ndarray, plan: Plan) -> np.n
     return np.flatnonzero(keep)
 
 
+@dataclass(frozen=True)
+class _Reader:
+    """How to turn the selected rows of a record batch into Frames."""
+
+    info: DatasetInfo
+    image: list[str]  # cameras stored as PNG cells in the parquet files
+    video: list[str]  # cameras stored as mp4 files
+    videos: dict[tuple[int, str], tuple[Path, float]]
+    columns: Sequence[str]
+
+    def frames(self, table: dict[str, list], rows: list[int], episode: int) -> Iterator[Frame]:
+        """Frames of ``rows`` (all of one episode) of a batch converted with ``to_pydict``."""
+        decoded: dict[str, list[np.ndarray]] = {}
+        for camera in self.video:
+            path, start = self.videos[episode, camera]
+            decoded[camera] = _decode_video(
+                path, [start + table["timestamp"][r] for r in rows], self.info.fps
+            )
+        for k, r in enumerate(rows):
+            images = {camera: decode_png(table[camera][r]) for camera in self.image}
+            if any(v is None for v in images.values()):
+                continue
+            images.update({camera: decoded[camera][k] for camera in self.video})
+            values = {c: np.asarray(v) if isinstance(v := table[c][r], list) else v for c in self.columns}
+            yield Frame(episode, int(table["frame_index"][r]), images, values)
+
+
 def iter_frames(
     info: DatasetInfo,
     plan: Plan,
@@ -139,18 +183,17 @@ def iter_frames(
     """
     video = [c for c in cameras if c in info.video_keys]
     image = [c for c in cameras if c not in video]
-    videos = _video_index(info, video)
+    reader = _Reader(info, image, video, _video_index(info, video), columns)
     wanted = ["episode_index", "frame_index", *(["timestamp"] if video else []), *columns, *image]
-    wanted = list(dict.fromkeys(wanted))
     rows = _IMAGE_BATCH_ROWS if image else 1024
     for path in files if files is not None else data_files(info.root):
-        for batch in _batches(path, wanted, rows):
+        for batch in _batches(path, list(dict.fromkeys(wanted)), rows):
             picked = _selected_rows(batch["episode_index"].to_numpy(), batch["frame_index"].to_numpy(), plan)
             if not len(picked):
                 continue
-            table = pa.Table.from_batches([batch]).take(pa.array(picked)).to_pydict()
+            table = batch.take(pa.array(picked)).to_pydict()
             for episode, group in groupby(range(len(picked)), key=lambda i: int(table["episode_index"][i])):
-                yield from _frames_of_episode(info, table, list(group), episode, image, video, videos, columns)
+                yield from reader.frames(table, list(group), episode)
 
 
 def _batches(path: Path, columns: list[str], rows: int) -> Iterator[pa.RecordBatch]:
@@ -164,26 +207,3 @@ def _batches(path: Path, columns: list[str], rows: int) -> Iterator[pa.RecordBat
             fix="check the dataset against its meta/info.json features",
         )
     yield from parquet.iter_batches(batch_size=rows, columns=columns)
-
-
-def _frames_of_episode(
-    info: DatasetInfo,
-    table: dict[str, list],
-    rows: list[int],
-    episode: int,
-    image: list[str],
-    video: list[str],
-    videos: dict[tuple[int, str], tuple[Path, float]],
-    columns: Sequence[str],
-) -> Iterator[Frame]:
-    decoded: dict[str, list[np.ndarray]] = {}
-    for camera in video:
-        path, start = videos[episode, camera]
-        decoded[camera] = _decode_video(path, [start + table["timestamp"][r] for r in rows], info.fps)
-    for k, r in enumerate(rows):
-        images = {camera: decode_png(table[camera][r]) for camera in image}
-        if any(v is None for v in images.values()):
-            continue
-        images.update({camera: decoded[camera][k] for camera in video})
-        values = {c: np.asarray(v) if isinstance(v := table[c][r], list) else v for c in columns}
-        yield Frame(episode, int(table["frame_index"][r]), images, values)

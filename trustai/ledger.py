@@ -20,8 +20,13 @@ from trustai.evidence import utc_now
 
 GENESIS = "0" * 64
 LEDGER_NAME = "ledger.sqlite"
+_MAX_SEQ = 2**53  # record hashes use canonical JSON, whose integers stop here
+# A damaged file fails with DatabaseError, or with UnicodeDecodeError when SQLite's own message quotes
+# damaged schema bytes.
+_UNREADABLE = (sqlite3.DatabaseError, UnicodeDecodeError)
 
 _SCHEMA = """
+BEGIN;
 CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY,
     ts TEXT NOT NULL,
@@ -36,6 +41,7 @@ CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
 BEGIN SELECT RAISE(ABORT, 'ledger records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
 BEGIN SELECT RAISE(ABORT, 'ledger records are append-only'); END;
+COMMIT;
 """
 
 
@@ -85,13 +91,35 @@ class LedgerReport:
         return not self.problems
 
 
-def _parse_payload(text: str) -> dict[str, Any]:
-    """Decode a stored payload; a damaged one is returned as ``{"unreadable": text}`` (verify names it)."""
+def _parse_payload(value: object) -> dict[str, Any]:
+    """Decode a stored payload; a damaged one is returned as ``{"unreadable": ...}`` (verify names it)."""
+    if not isinstance(value, str):
+        return {"unreadable": repr(value)}
     try:
-        value = json.loads(text)
-    except ValueError:
-        return {"unreadable": text}
-    return value if isinstance(value, dict) else {"unreadable": text}
+        parsed = json.loads(value)
+    except (ValueError, RecursionError):
+        return {"unreadable": value}
+    return parsed if isinstance(parsed, dict) else {"unreadable": value}
+
+
+def _lenient_text(data: bytes) -> str:
+    """SQLite text as str even when damaged bytes are not UTF-8 (kept as surrogates, so they re-encode
+    to the stored bytes and verify names the record instead of failing on the whole table)."""
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def _field_problem(values: dict[str, object]) -> str | None:
+    """Say which field of a stored record is not the text it must be, or None when all are."""
+    for name, value in values.items():
+        if value is None and name == "stage":
+            continue
+        if not isinstance(value, str):
+            return f"{name} is not text (stored as {type(value).__name__})"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{name} is not valid UTF-8"
+    return None
 
 
 class Ledger:
@@ -105,15 +133,29 @@ class Ledger:
                 where=str(self.path),
                 fix="point at a run folder written by a governed training run or trustai audit",
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(
+                    self.path, check_same_thread=False, isolation_level=None, timeout=30
+                )
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+            else:
+                # Read-only: verifying must never change the file it was pointed at (a card can name any
+                # path as its ledger).
+                self._db = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    check_same_thread=False,
+                    isolation_level=None,
+                    timeout=30,
+                )
+                self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            self._db.text_factory = _lenient_text
+        except _UNREADABLE as exc:
             raise TrustaiUserError(
                 f"ledger file is not a readable SQLite database ({exc})",
                 where=str(self.path),
@@ -147,12 +189,19 @@ class Ledger:
         return Record(seq, ts, kind, stage, json.loads(body), payload_sha, prev, h)
 
     def _rows(self, where: str = "", args: tuple = ()) -> list[Record]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, ts, kind, stage, payload, payload_sha256, prev_hash, hash FROM records "
-                f"{where} ORDER BY seq",
-                args,
-            ).fetchall()
+        try:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT seq, ts, kind, stage, payload, payload_sha256, prev_hash, hash FROM records "
+                    f"{where} ORDER BY seq",
+                    args,
+                ).fetchall()
+        except (*_UNREADABLE, OverflowError) as exc:
+            raise TrustaiUserError(
+                f"ledger cannot be read ({exc})",
+                where=str(self.path),
+                fix="run `trustai ledger verify` on the run; a damaged ledger cannot be trusted",
+            ) from None
         return [Record(r[0], r[1], r[2], r[3], _parse_payload(r[4]), r[5], r[6], r[7]) for r in rows]
 
     def records(self, kind: str | None = None) -> list[Record]:
@@ -175,29 +224,43 @@ class Ledger:
         try:
             with self._lock:
                 rows = self._db.execute(
-                    "SELECT rowid, seq, ts, kind, stage, payload, payload_sha256, prev_hash, hash"
-                    " FROM records ORDER BY rowid"
+                    "SELECT seq, ts, kind, stage, payload, payload_sha256, prev_hash, hash"
+                    " FROM records ORDER BY seq"
                 ).fetchall()
-        except sqlite3.DatabaseError as exc:
+        except _UNREADABLE as exc:
             report.problems.append(f"ledger file is corrupt: {exc}")
             return report
         report.records = len(rows)
-        prev, expected_seq = GENESIS, 1
-        for _rowid, seq, ts, kind, stage, payload, payload_sha, prev_hash, h in rows:
-            name = f"record {seq} ({kind})"
+        prev: str | None = GENESIS
+        expected_seq = 1
+        for seq, ts, kind, stage, payload, payload_sha, prev_hash, h in rows:
+            if not isinstance(seq, int) or not 0 < seq <= _MAX_SEQ:
+                report.problems.append(f"record {seq!r}: sequence number out of range (edited or corrupt)")
+                prev, expected_seq = None, expected_seq + 1
+                continue
+            name = f"record {seq} ({'?' if _field_problem({'kind': kind}) else kind})"
             if seq != expected_seq:
                 report.problems.append(
                     f"{name}: expected sequence number {expected_seq} (deleted or reordered)"
                 )
-            if sha256_hex(str(payload).encode()) != payload_sha:
+            expected_seq = seq + 1
+            fields = {"ts": ts, "kind": kind, "stage": stage, "payload": payload}
+            damaged = _field_problem(
+                fields | {"payload_sha256": payload_sha, "prev_hash": prev_hash, "hash": h}
+            )
+            if damaged:
+                report.problems.append(f"{name}: {damaged} (edited or corrupt)")
+                prev = None  # the next record cannot be checked against this one; do not blame it
+                continue
+            if sha256_hex(payload.encode("utf-8")) != payload_sha:
                 report.problems.append(f"{name}: payload was edited (sha256 mismatch)")
-            if prev_hash != prev:
+            if prev is not None and prev_hash != prev:
                 report.problems.append(
                     f"{name}: does not chain to the record before it (deleted or reordered)"
                 )
             if record_hash(seq, ts, kind, stage, payload_sha, prev_hash) != h:
                 report.problems.append(f"{name}: header was edited (hash mismatch)")
-            prev, expected_seq = h, seq + 1
+            prev = h
         return report
 
 

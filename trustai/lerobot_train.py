@@ -46,6 +46,40 @@ def parse_train_config(flags: list[str]) -> Any:
     return cfg
 
 
+def check_dataset(root: Path) -> None:
+    """Raise TrustaiUserError unless ``root`` is a LeRobot v3 dataset whose frame files hold every
+    feature its meta/info.json declares (videos aside), vectors with the declared length."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trustai.datasets import data_files, open_dataset_meta
+
+    info = open_dataset_meta(root)
+    fix = "rebuild the dataset, or restore meta/info.json and data/ from the same recording"
+    for path in data_files(root):
+        try:
+            schema = pq.read_schema(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise TrustaiUserError(f"not a readable parquet file ({exc})", where=str(path), fix=fix) from None
+        for key, feature in info.features.items():
+            if not isinstance(feature, dict) or feature.get("dtype") == "video":
+                continue
+            if key not in schema.names:
+                raise TrustaiUserError(
+                    f"frame file lacks the column {key!r} that meta/info.json declares",
+                    where=str(path),
+                    fix=fix,
+                )
+            width = getattr(schema.field(key).type, "list_size", None)
+            shape = feature.get("shape")
+            if width is not None and isinstance(shape, list) and len(shape) == 1 and shape[0] != width:
+                raise TrustaiUserError(
+                    f"column {key!r} holds vectors of {width}, meta/info.json declares shape {shape}",
+                    where=str(path),
+                    fix=fix,
+                )
+
+
 def accelerator_kwargs(cfg: Any) -> dict[str, Any]:
     """Return the Accelerator arguments LeRobot's ``train`` would use for ``cfg``."""
     from accelerate.utils import DistributedDataParallelKwargs
@@ -75,11 +109,9 @@ def governed_train(
 
     from trustai.training_hooks.lerobot import GovernedAccelerator
 
-    from trustai.datasets import open_dataset_meta
-
     cfg = parse_train_config(flags)
     if cfg.dataset is not None and cfg.dataset.root is not None:
-        open_dataset_meta(cfg.dataset.root)  # a clear message now, not a hub lookup deep inside LeRobot
+        check_dataset(Path(cfg.dataset.root))  # a clear message now, not a failure deep inside LeRobot
     run_dir = Path(cfg.output_dir)
     governance = Governance(
         run_dir, pack, signing_key=signing_key, seed=cfg.seed or 0, runtime=runtime, ray_address=ray_address

@@ -11,9 +11,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
-from art.estimators.estimator import BaseEstimator
-from art.estimators.regression import RegressorMixin
 from sklearn.metrics import roc_auc_score, roc_curve
 
 AttackModel = Literal["rf", "gb", "lr", "dt"]
@@ -49,38 +46,6 @@ def threshold_attack(members: np.ndarray, non_members: np.ndarray, max_fpr: floa
     return roc_scores(_labels(members, non_members), -np.r_[members, non_members], max_fpr)
 
 
-class PrecomputedLoss(RegressorMixin, BaseEstimator):
-    """The target policy as ART's loss-based attacks see it: its "prediction" for a sample is the
-    policy's own per-sample training loss, computed beforehand (``PolicyAdapter.per_sample_loss``).
-
-    ART 1.20's ``MembershipInferenceBlackBox`` reads losses through
-    ``compute_loss_from_predictions(pred, y)`` when it is given ``pred`` instead of inputs, so the
-    policy's multi-camera inputs never have to be flattened into an ART array.
-    """
-
-    estimator_params = BaseEstimator.estimator_params
-
-    def __init__(self) -> None:
-        super().__init__(model=None, clip_values=None)
-
-    @property
-    def input_shape(self) -> None:
-        """No array input: samples are identified by their precomputed losses."""
-        return None
-
-    def predict(self, x: np.ndarray, **kwargs: object) -> np.ndarray:
-        """Not available: the policy is run by trustai, not by ART."""
-        raise NotImplementedError("losses are precomputed; pass them to the attack as pred")
-
-    def fit(self, x: np.ndarray, y: np.ndarray, **kwargs: object) -> None:
-        """Not available: the target policy is never trained by the attack."""
-        raise NotImplementedError("the target policy is not trained by the attack")
-
-    def compute_loss_from_predictions(self, pred: np.ndarray, y: np.ndarray, **kwargs: object) -> np.ndarray:
-        """Return the precomputed per-sample losses ``pred`` unchanged (shape (N,))."""
-        return np.asarray(pred, dtype=np.float64).reshape(-1)
-
-
 def _halves(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     order = rng.permutation(n)
     return order[: n // 2], order[n // 2 :]
@@ -98,6 +63,11 @@ def art_attack(
     ``seed``."""
     if min(len(members), len(non_members)) < 2:
         raise ValueError("the learned attack needs at least 2 members and 2 non-members")
+    # Imported here: importing ART writes ~/.art/config.json, which only this attack should cause.
+    from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
+
+    from trustai.art_estimators import PrecomputedLoss
+
     rng = np.random.default_rng(seed)
     (m_fit, m_eval), (n_fit, n_eval) = _halves(len(members), rng), _halves(len(non_members), rng)
     attack = MembershipInferenceBlackBox(PrecomputedLoss(), input_type="loss", attack_model_type=model)

@@ -5,9 +5,9 @@ Faces: OpenCV's bundled frontal-face Haar cascade (``cv2.data.haarcascades``), w
 download; it finds frontal faces of at least ``min_face_px`` pixels and misses profiles and small or
 occluded faces, so a clean result lowers the risk rather than proving absence.
 
-Text: emails, phone numbers, IBANs (ISO 13616 mod-97 check), payment card numbers (Luhn check)
-and IPv4 addresses. Matches are reported by kind and character span only, so evidence never copies
-the personal data it found.
+Text: emails, phone numbers (international, North American, or national with a trunk 0), IBANs
+(ISO 13616 mod-97 check), payment card numbers (Luhn check) and IPv4 addresses. Matches are
+reported by kind and character span only, so evidence never copies the personal data it found.
 """
 
 import re
@@ -75,9 +75,7 @@ def _card_ok(text: str) -> bool:
 
 
 def _phone_ok(text: str) -> bool:
-    digits = re.sub(r"\D", "", text)
-    # A date with a time ("2024-05-01 10") has as many digits as a phone number.
-    return 9 <= len(digits) <= 15 and not re.match(r"\d{4}-\d{2}-\d{2}", text)
+    return 8 <= len(re.sub(r"\D", "", text)) <= 15
 
 
 def _ipv4_ok(text: str) -> bool:
@@ -86,11 +84,25 @@ def _ipv4_ok(text: str) -> bool:
 
 # In priority order: a span claimed by an earlier kind is not reported again as a later one.
 _PATTERNS: list[tuple[str, re.Pattern[str], Callable[[str], bool]]] = [
-    ("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), lambda s: True),
+    (
+        "email",
+        re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
+        lambda s: True,
+    ),
     ("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban_ok),
     ("payment_card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _card_ok),
     ("ip_address", re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])"), _ipv4_ok),
-    ("phone", re.compile(r"(?<![\w+])(?:\+|00)?\(?\d[\d\s().-]{6,}\d(?!\w)"), _phone_ok),
+    (
+        "phone",
+        # International (+ or 00 prefix), North American (555) 123-4567, or a national number with a
+        # trunk 0 (0612345678); never a fragment of a longer digit group such as a card number.
+        re.compile(
+            r"(?<![\w+])(?:(?:\+|00)\s?[1-9][\d\s().-]{6,18}\d"
+            r"|\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}"
+            r"|0\d{9,10})(?![\s.-]?\d)"
+        ),
+        _phone_ok,
+    ),
 ]
 TEXT_KINDS = tuple(kind for kind, _, _ in _PATTERNS)
 
@@ -98,7 +110,7 @@ TEXT_KINDS = tuple(kind for kind, _, _ in _PATTERNS)
 def scan_text(text: str) -> list[TextMatch]:
     """Find emails, IBANs, payment card numbers, IPv4 addresses and phone numbers in ``text``.
 
-    Candidates must pass their checksum or shape check (mod-97, Luhn, octets <= 255, 9-15 digits);
+    Candidates must pass their checksum or shape check (mod-97, Luhn, octets <= 255, 8-15 digits);
     overlapping candidates go to the earlier kind in that list. Returns matches in text order.
     """
     found: list[TextMatch] = []

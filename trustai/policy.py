@@ -19,6 +19,7 @@ from trustai.regulatory import REFERENCES
 
 MAX_PACK_BYTES = 1 << 20
 MAX_PACK_DEPTH = 32
+MAX_WAIT_S = 7 * 24 * 3600.0  # a week bounds any sane wait; threads cannot wait on inf or 1e300 s
 
 CheckId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 
@@ -27,8 +28,8 @@ class Threshold(BaseModel):
     """Bounds on one metric; both are inclusive. At least one must be set."""
 
     model_config = ConfigDict(extra="forbid")
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(default=None, allow_inf_nan=False)
+    max: float | None = Field(default=None, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_bound(self) -> "Threshold":
@@ -49,7 +50,7 @@ class Check(BaseModel):
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
     severity: Severity = Severity.WARN
     references: list[str] = Field(default_factory=list)
-    timeout_s: float = Field(default=300.0, gt=0)
+    timeout_s: float = Field(default=300.0, gt=0, le=MAX_WAIT_S)
 
 
 class PolicyPack(BaseModel):
@@ -60,7 +61,8 @@ class PolicyPack(BaseModel):
     version: int = 1
     description: str = ""
     checks: list[Check] = Field(default_factory=list)
-    release_wait_s: float = Field(default=3600.0, gt=0)  # longest the end of training waits for audits
+    # The longest the end of training waits for audits.
+    release_wait_s: float = Field(default=3600.0, gt=0, le=MAX_WAIT_S)
     source: str = Field(default="", exclude=True)
 
     def checks_for(self, stage: Stage) -> list[Check]:

@@ -98,10 +98,10 @@ def _collate(
     actions: dict[int, np.ndarray],
     deltas: list[int],
 ) -> PolicyBatch:
-    observation: dict[str, Any] = {
-        camera: torch.from_numpy(np.stack([f.images[camera] for f in frames])).permute(0, 3, 1, 2).float() / 255
-        for camera in adapter.camera_keys
-    }
+    observation: dict[str, Any] = {}
+    for camera in adapter.camera_keys:
+        pixels = torch.from_numpy(np.stack([f.images[camera] for f in frames]))
+        observation[camera] = pixels.permute(0, 3, 1, 2).float() / 255
     if adapter.state_key:
         observation[adapter.state_key] = torch.from_numpy(
             np.stack([f.values[adapter.state_key] for f in frames]).astype(np.float32)

@@ -139,7 +139,7 @@ def _read_signed_manifest(signature: Path) -> _SignedManifest:
         raise TrustaiUserError(
             f"cannot read the signature ({err.strerror or err})", str(signature), _RESIGN
         ) from None
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
         raise TrustaiUserError(
             f"not a model_signing signature bundle ({type(err).__name__}: {err})", str(signature), _RESIGN
         ) from None
@@ -285,14 +285,19 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+def _is_key_id(text: str) -> bool:
+    """True for a model_signing key id: 64 lowercase hex digits (anything else is not printed)."""
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def _signature_problem(signature: Path, public_key: Path, key_id: str, err: BaseException | None) -> str:
     """One line saying why model_signing did not accept the signature itself."""
     try:
         hint = json.loads(signature.read_text(encoding="utf-8"))["verificationMaterial"]["publicKey"]["hint"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         hint = None
     # The key id in the bundle is not authenticated, so it only explains a rejection, never grants one.
-    if isinstance(hint, str) and hint and hint != key_id:
+    if isinstance(hint, str) and _is_key_id(hint) and hint != key_id:
         return (
             f"{SIGNATURE_NAME}: signed by a different key than {public_key} "
             f"(signature key id {hint[:16]}…, this key {key_id[:16]}…)"

@@ -40,6 +40,7 @@ class DatasetFaults:
     before ``frame``: that frame's and all later timestamps of the episode shift by 1/fps.
     ``face_frames``: (episode, frame) pairs whose first camera shows a real human face (the portrait
     of Grace Hopper that ships with matplotlib) filling the image height, instead of the scene.
+    ``lighting_offset``: every camera image is brighter by this many 0-255 levels (a lighting change).
     """
 
     nan_in_state_frames: list[tuple[int, int]] = field(default_factory=list)
@@ -47,6 +48,7 @@ class DatasetFaults:
     short_episode: int | None = None
     drop_frames: list[tuple[int, int]] = field(default_factory=list)
     face_frames: list[tuple[int, int]] = field(default_factory=list)
+    lighting_offset: float = 0.0
 
 
 def _state_names(state_dim: int) -> list[str]:
@@ -99,7 +101,11 @@ def _actions(states: np.ndarray, action_dim: int) -> np.ndarray:
 
 
 def _render(
-    rng: np.random.Generator, state: np.ndarray, camera_index: int, image_size: tuple[int, int]
+    rng: np.random.Generator,
+    state: np.ndarray,
+    camera_index: int,
+    image_size: tuple[int, int],
+    lighting: float = 0.0,
 ) -> np.ndarray:
     """One HWC uint8 camera image: shaded background, a square at the block position, noise."""
     height, width = image_size
@@ -112,7 +118,7 @@ def _render(
     base = np.array([60 + (40 * camera_index) % 120, 90, 120], np.float32)
     image = np.broadcast_to(base + np.linspace(0, 40, height)[:, None, None], (height, width, 3)).copy()
     image[row : row + side, col : col + side] = (220, 60, 40)
-    image += rng.normal(0.0, _NOISE_STD, image.shape)
+    image += rng.normal(0.0, _NOISE_STD, image.shape) + lighting
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
@@ -254,7 +260,10 @@ def make_synthetic_dataset(
                     observed[frame, 0] = np.nan
             first_images: list[np.ndarray] = []
             for frame in range(length):
-                images = [_render(rng, states[frame], c, image_size) for c in range(len(cameras))]
+                images = [
+                    _render(rng, states[frame], c, image_size, faults.lighting_offset)
+                    for c in range(len(cameras))
+                ]
                 if frame == 0:
                     first_images = images
                 if episode == faults.frozen_camera_episode:

@@ -1,0 +1,268 @@
+"""`trustai audit` on a checkpoint of a real governed LeRobot run: it appends evidence to the run's
+ledger, re-signs a card that verifies, gates on block findings (exit 1), starts a ledger in --out for
+a checkpoint no run owns, and refuses bad input (exit 2) or a tampered checkpoint (exit 1) before
+writing anything. The run's own checkpoint stage ran the same audits from the training hook."""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from trustai.cli import main
+from trustai.demo import demo_train_flags
+from trustai.keys import generate_keypair
+from trustai.ledger import Ledger
+from trustai.lerobot_train import governed_train
+from trustai.synthetic import make_synthetic_dataset
+from trustai.verify import verify_checkpoint
+
+LIGHT_PACK = """
+name: audit-light
+checks:
+  - id: cli-corruptions
+    audit: robustness.corruptions
+    stage: checkpoint
+    params: {{frames: 2, corruptions: [gaussian_noise, state_noise], severities: [1, 5]}}
+    thresholds: {{worst_action_deviation: {{max: {limit}}}}}
+    severity: block
+    references: [eu-ai-act:art15]
+  - id: cli-adversarial
+    audit: robustness.adversarial
+    stage: checkpoint
+    params: {{frames: 2, steps: 1, epsilons: [0.0, 0.0157]}}
+    severity: warn
+  - id: cli-explanations
+    audit: explainability.attributions
+    stage: checkpoint
+    params: {{frames: 1, ig_steps: 2, occlusion_fraction: 0.5, deletion_fractions: [0.2]}}
+    severity: info
+"""
+DATA_ONLY_PACK = """
+name: data-only
+checks:
+  - {id: quality, audit: data.quality, stage: data}
+"""
+CHECKS = ["cli-corruptions", "cli-adversarial", "cli-explanations"]
+
+
+@pytest.fixture(autouse=True)
+def no_default_keys(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the user's own default keys (~/.config/trustai) out of these tests."""
+    monkeypatch.setenv("TRUSTAI_HOME", str(tmp_path_factory.mktemp("trustai-home")))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A governed run (default pack, whose checkpoint stage runs robustness and explainability)."""
+    tmp = tmp_path_factory.mktemp("audit-cli")
+    generate_keypair(tmp / "k.pem", tmp / "k.pub")
+    dataset = make_synthetic_dataset(
+        tmp / "dataset", repo_id="trustai/audit", episodes=2, frames_per_episode=12
+    )
+    run_dir = governed_train(
+        demo_train_flags(dataset, tmp / "run", steps=4, save_freq=4), "default", tmp / "k.pem"
+    )
+    for name, limit in (("light", 1000), ("blocking", 0)):
+        (tmp / f"{name}.yaml").write_text(LIGHT_PACK.format(limit=limit))
+    (tmp / "data-only.yaml").write_text(DATA_ONLY_PACK)
+    return {
+        "tmp": tmp,
+        "dataset": dataset,
+        "run": run_dir,
+        "checkpoint": run_dir / "checkpoints" / "000004",
+        "key": tmp / "k.pem",
+        "public": tmp / "k.pub",
+    }
+
+
+def trustai(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: object
+) -> tuple[int, str, str]:
+    """Run the CLI in this process (imports stay warm); return exit code, stdout, stderr."""
+    monkeypatch.setattr(sys, "argv", ["trustai", *map(str, args)])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    out = capsys.readouterr()
+    return int(exited.value.code or 0), out.out, out.err
+
+
+def copy_run(run: dict[str, Path], dest: Path) -> Path:
+    """A copy of the run folder (without training state); returns the copied checkpoint."""
+    shutil.copytree(run["run"], dest, ignore=shutil.ignore_patterns("training_state"), symlinks=True)
+    return dest / "checkpoints" / "000004"
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root``: what 'nothing was written' is checked against."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def evidence_of(ledger_path: Path, check_id: str) -> list[dict]:
+    ledger = Ledger(ledger_path, create=False)
+    try:
+        return [r.payload for r in ledger.records("evidence") if r.payload["check_id"] == check_id]
+    finally:
+        ledger.close()
+
+
+def test_training_hook_ran_robustness_and_explainability_at_the_checkpoint(run: dict[str, Path]) -> None:
+    ledger = run["run"] / "trustai" / "ledger.sqlite"
+    for check_id in ("robustness-corruptions", "explanations"):
+        (evidence,) = evidence_of(ledger, check_id)
+        assert evidence["error"] is None, evidence["error"]
+        assert evidence["stage"] == "checkpoint" and evidence["inputs"]["step"] == 4
+        assert evidence["metrics"]["frames"] > 0 and evidence["artifacts"]
+
+
+def test_audit_appends_evidence_and_re_signs_a_card_that_verifies(run: dict[str, Path]) -> None:
+    ledger = run["run"] / "trustai" / "ledger.sqlite"
+    before = len(Ledger(ledger, create=False).records())
+    args = ["audit", run["checkpoint"], "--dataset", run["dataset"], "--policy", run["tmp"] / "light.yaml"]
+    args += ["--frames", 1, "--key", run["key"], "--public-key", run["public"]]
+    result = subprocess.run(
+        [Path(sys.executable).parent / "trustai", *map(str, args)], capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert all(check in result.stdout for check in CHECKS) and "gate:   pass" in result.stdout
+    assert len(Ledger(ledger, create=False).records()) > before
+    for check in CHECKS:
+        (evidence,) = evidence_of(ledger, check)
+        assert evidence["error"] is None and evidence["params"]["frames"] == 1
+        assert evidence["inputs"]["step"] == 4 and evidence["inputs"]["checkpoint_digest"]
+    assert verify_checkpoint(run["checkpoint"], run["public"]).ok
+    card = json.loads((run["checkpoint"] / "pretrained_model" / "trustai" / "card.json").read_text())
+    assert set(CHECKS) <= {f["check_id"] for f in card["governance"]["findings"]}
+    assert {"robustness-corruptions", "explanations"} <= {
+        f["check_id"] for f in card["governance"]["findings"]
+    }
+
+
+def test_a_failing_block_check_exits_1_and_the_card_says_blocked(
+    run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = copy_run(run, tmp_path / "run")
+    code, out, _ = trustai(
+        capsys, monkeypatch, "audit", checkpoint, "--dataset", run["dataset"], "--policy",
+        run["tmp"] / "blocking.yaml", "--key", run["key"], "--public-key", run["public"],
+    )  # fmt: skip
+    assert code == 1 and "gate:   blocked" in out
+    assert verify_checkpoint(checkpoint, run["public"]).ok
+    card = json.loads((checkpoint / "pretrained_model" / "trustai" / "card.json").read_text())
+    assert card["governance"]["gate"] == "blocked" and "cli-corruptions" in card["governance"]["blocking"]
+
+
+def test_a_checkpoint_no_run_owns_gets_a_new_ledger_in_out(
+    run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = Path(shutil.copytree(run["checkpoint"] / "pretrained_model", tmp_path / "model"))
+    for leftover in ("trustai", "README.md", "model.sig"):  # as LeRobot itself saved it
+        path = checkpoint / leftover
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    args = ["audit", checkpoint, "--dataset", run["dataset"], "--policy", run["tmp"] / "light.yaml"]
+    args += ["--key", run["key"]]
+    missing_out = trustai(capsys, monkeypatch, *args)
+    assert missing_out[0] == 2 and "--out" in missing_out[2]
+    assert not (checkpoint / "trustai").exists()
+
+    code, _, _ = trustai(capsys, monkeypatch, *args, "--out", tmp_path / "audits")
+    assert code == 0
+    assert (tmp_path / "audits" / "trustai" / "ledger.sqlite").is_file()
+    assert verify_checkpoint(checkpoint, run["public"]).ok
+
+
+def _corrupt_weights(checkpoint: Path) -> None:
+    weights = checkpoint / "pretrained_model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+def _pickle_weights(checkpoint: Path) -> None:
+    (checkpoint / "pretrained_model" / "model.safetensors").unlink()
+    torch.save({"weights": torch.zeros(1)}, checkpoint / "pretrained_model" / "model.bin")
+
+
+def _drop_config(checkpoint: Path) -> None:
+    (checkpoint / "pretrained_model" / "config.json").unlink()
+
+
+@pytest.mark.parametrize(
+    ("damage", "extra", "message"),
+    [
+        (_corrupt_weights, [], "corrupt safetensors file"),
+        (_pickle_weights, [], "pickle format"),
+        (_drop_config, [], "config.json is missing"),
+        (None, ["--dataset", "{mismatched}"], "does not match the act policy's inputs"),
+        (None, ["--policy", "{tmp}/data-only.yaml"], "has no checkpoint-stage checks"),
+        (None, ["--key", "{tmp}/missing.pem"], "signing key not found"),
+        (None, ["--out", "{tmp}/elsewhere"], "belongs to the governed run"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(
+    run: dict[str, Path],
+    mismatched: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    damage: Callable[[Path], None] | None,
+    extra: list[str],
+    message: str,
+) -> None:
+    checkpoint = copy_run(run, tmp_path / "run")
+    if damage is not None:
+        damage(checkpoint)
+    before = snapshot(tmp_path)
+    options = {
+        "--dataset": str(run["dataset"]),
+        "--policy": str(run["tmp"] / "light.yaml"),
+        "--key": str(run["key"]),
+    }
+    options |= dict(
+        zip(extra[::2], (v.format(tmp=run["tmp"], mismatched=mismatched) for v in extra[1::2]), strict=True)
+    )
+    code, out, err = trustai(
+        capsys, monkeypatch, "audit", checkpoint, *[x for kv in options.items() for x in kv]
+    )
+
+    assert code == 2, out + err
+    assert message in err and "How to fix" in err and "Traceback" not in err, err
+    assert snapshot(tmp_path) == before
+
+
+def test_a_missing_checkpoint_exits_2(
+    run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = trustai(capsys, monkeypatch, "audit", tmp_path / "nothing", "--dataset", run["dataset"])
+    assert code == 2 and "not found" in err
+
+
+def test_a_tampered_checkpoint_is_not_audited_or_re_signed(
+    run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = copy_run(run, tmp_path / "run")
+    readme = checkpoint / "pretrained_model" / "README.md"
+    readme.write_text(readme.read_text() + "\nAll checks passed.\n")
+    before = snapshot(tmp_path)
+    code, out, _ = trustai(
+        capsys, monkeypatch, "audit", checkpoint, "--dataset", run["dataset"], "--policy",
+        run["tmp"] / "light.yaml", "--key", run["key"], "--public-key", run["public"],
+    )  # fmt: skip
+    assert code == 1 and "README.md" in out and "refusing" in out
+    assert snapshot(tmp_path) == before
+
+
+@pytest.fixture(scope="module")
+def mismatched(run: dict[str, Path]) -> Path:
+    """A dataset whose state and action have 4 dims, not the policy's 6."""
+    return make_synthetic_dataset(
+        run["tmp"] / "mismatched", episodes=1, frames_per_episode=4, state_dim=4, action_dim=4
+    )
