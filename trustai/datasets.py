@@ -61,9 +61,9 @@ def open_dataset_meta(root: Path | str) -> DatasetInfo:
         )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise TrustaiUserError(
-            f"meta/info.json is not valid JSON ({exc})",
+            f"meta/info.json is not valid JSON ({type(exc).__name__})",
             where=str(path),
             fix="restore info.json from the source",
         ) from exc
@@ -83,12 +83,20 @@ def open_dataset_meta(root: Path | str) -> DatasetInfo:
             where=str(path),
             fix="restore info.json from the source",
         )
+    totals = {key: raw.get(key, 0) for key in ("total_episodes", "total_frames")}
+    for key, value in totals.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise TrustaiUserError(
+                f"meta/info.json: {key} must be a whole number, not {value!r}",
+                where=str(path),
+                fix="restore info.json from the source",
+            )
     return DatasetInfo(
         root=root,
         codebase_version=version,
         fps=int(fps),
-        total_episodes=int(raw.get("total_episodes", 0)),
-        total_frames=int(raw.get("total_frames", 0)),
+        total_episodes=totals["total_episodes"],
+        total_frames=totals["total_frames"],
         robot_type=raw.get("robot_type"),
         features=features,
     )

@@ -267,14 +267,6 @@ def _garble_episode_count(root: Path) -> str:
     return "total_episodes"
 
 
-DATASETS_PY_GAP = pytest.mark.xfail(
-    strict=True,
-    raises=(RecursionError, ValueError),
-    reason="trustai/datasets.py open_dataset_meta lets RecursionError (deeply nested info.json) and "
-    "ValueError/TypeError (int() of a non-number total_episodes/total_frames) escape; fix there",
-)
-
-
 @pytest.mark.parametrize(
     "damage",
     [
@@ -283,8 +275,8 @@ DATASETS_PY_GAP = pytest.mark.xfail(
         _old_version,
         _drop_column,
         _wrong_shape,
-        pytest.param(_nest_info, marks=DATASETS_PY_GAP),
-        pytest.param(_garble_episode_count, marks=DATASETS_PY_GAP),
+        _nest_info,
+        _garble_episode_count,
     ],
 )
 def test_datasets_that_do_not_match_their_schema_are_refused_before_training(
@@ -321,12 +313,6 @@ def test_a_card_citing_a_missing_record_is_named(governed: GovernedRun, victim: 
     refuse(verify(victim, governed.public_key), 1, "card cites ledger record 99999, which is missing")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="trustai/cli.py prints problems as rich markup, so a file '[/]x' (folder '[', file ']x') crashes "
-    "`trustai verify` with MarkupError; fix there: console.print(..., markup=False) or rich.markup.escape",
-)
 def test_markup_in_a_file_name_is_printed_not_interpreted(governed: GovernedRun, victim: Path) -> None:
     (victim / "[").mkdir()
     (victim / "[" / "]evil.json").write_text("{}")
