@@ -9,34 +9,14 @@ def train_tiny_act(config: dict) -> None:
     """Train a tiny ACT on ``config['dataset_root']`` and report loss (+ checkpoints) to Ray Train."""
     import ray.train
     import torch
-    from lerobot.configs.types import FeatureType
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
-    from lerobot.policies.act.configuration_act import ACTConfig
-    from lerobot.policies.act.modeling_act import ACTPolicy
-    from lerobot.policies.factory import make_pre_post_processors
-    from lerobot.utils.feature_utils import dataset_to_policy_features
 
-    torch.manual_seed(0)
+    from trustai.synthetic import tiny_act
+
     root = Path(config["dataset_root"])
+    policy, pre, post = tiny_act(root)
     meta = LeRobotDataset("trustai/dist", root=root).meta
-    features = dataset_to_policy_features(meta.features)
-    cfg = ACTConfig(
-        input_features={k: f for k, f in features.items() if f.type is not FeatureType.ACTION},
-        output_features={k: f for k, f in features.items() if f.type is FeatureType.ACTION},
-        pretrained_backbone_weights=None,
-        dim_model=32,
-        dim_feedforward=64,
-        n_heads=2,
-        n_encoder_layers=1,
-        n_decoder_layers=1,
-        chunk_size=5,
-        n_action_steps=5,
-        use_vae=False,
-        device="cpu",
-    )
-    policy = ACTPolicy(cfg)
-    pre, post = make_pre_post_processors(cfg, dataset_stats=meta.stats)
-    delta = {"action": [i / meta.fps for i in range(cfg.chunk_size)]}
+    delta = {"action": [i / meta.fps for i in range(policy.config.chunk_size)]}
     dataset = LeRobotDataset("trustai/dist", root=root, delta_timestamps=delta)
     loader = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-4)

@@ -1,19 +1,29 @@
-"""`trustai audit` on a checkpoint of a real governed LeRobot run: it appends evidence to the run's
+"""`trustai audit` on checkpoints of a real governed LeRobot run: it appends evidence to the run's
 ledger, re-signs a card that verifies, gates on block findings (exit 1), starts a ledger in --out for
 a checkpoint no run owns, and refuses bad input (exit 2) or a tampered checkpoint (exit 1) before
-writing anything. The run's own checkpoint stage ran the same audits from the training hook."""
+writing anything. The run's own checkpoint stage ran the same audits from the training hook.
+`--all` audits every checkpoint of the run in parallel on Ray (local, or a cluster's address) into
+the run's one ledger, with progress bars over checkpoints and audits."""
 
 import hashlib
+import io
+import itertools
 import json
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import ray
 import torch
+from rich.console import Console
+from rich.progress import Progress
 
+from trustai.audit_command import run_audit
+from trustai.audit_plan import plan_audit
 from trustai.cli import main
 from trustai.demo import demo_train_flags
 from trustai.keys import generate_keypair
@@ -59,14 +69,15 @@ def no_default_keys(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A governed run (default pack, whose checkpoint stage runs robustness and explainability)."""
+    """A governed run with checkpoints at steps 2 and 4 (default pack, whose checkpoint stage runs
+    robustness and explainability)."""
     tmp = tmp_path_factory.mktemp("audit-cli")
     generate_keypair(tmp / "k.pem", tmp / "k.pub")
     dataset = make_synthetic_dataset(
         tmp / "dataset", repo_id="trustai/audit", episodes=2, frames_per_episode=12
     )
     run_dir = governed_train(
-        demo_train_flags(dataset, tmp / "run", steps=4, save_freq=4), "default", tmp / "k.pem"
+        demo_train_flags(dataset, tmp / "run", steps=4, save_freq=2), "default", tmp / "k.pem"
     )
     for name, limit in (("light", 1000), ("blocking", 0)):
         (tmp / f"{name}.yaml").write_text(LIGHT_PACK.format(limit=limit))
@@ -118,10 +129,11 @@ def evidence_of(ledger_path: Path, check_id: str) -> list[dict]:
 def test_training_hook_ran_robustness_and_explainability_at_the_checkpoint(run: dict[str, Path]) -> None:
     ledger = run["run"] / "trustai" / "ledger.sqlite"
     for check_id in ("robustness-corruptions", "explanations"):
-        (evidence,) = evidence_of(ledger, check_id)
-        assert evidence["error"] is None, evidence["error"]
-        assert evidence["stage"] == "checkpoint" and evidence["inputs"]["step"] == 4
-        assert evidence["metrics"]["frames"] > 0 and evidence["artifacts"]
+        at_2, at_4 = evidence_of(ledger, check_id)
+        for evidence, step in ((at_2, 2), (at_4, 4)):
+            assert evidence["error"] is None, evidence["error"]
+            assert evidence["stage"] == "checkpoint" and evidence["inputs"]["step"] == step
+            assert evidence["metrics"]["frames"] > 0 and evidence["artifacts"]
 
 
 def test_audit_appends_evidence_and_re_signs_a_card_that_verifies(run: dict[str, Path]) -> None:
@@ -266,3 +278,141 @@ def mismatched(run: dict[str, Path]) -> Path:
     return make_synthetic_dataset(
         run["tmp"] / "mismatched", episodes=1, frames_per_episode=4, state_dim=4, action_dim=4
     )
+
+
+def records_after(ledger_path: Path, seq: int, kind: str) -> list[dict]:
+    """Payloads of the ``kind`` records appended after record ``seq``."""
+    ledger = Ledger(ledger_path, create=False)
+    try:
+        return [r.payload for r in ledger.records(kind) if r.seq > seq]
+    finally:
+        ledger.close()
+
+
+def last_seq(ledger_path: Path) -> int:
+    ledger = Ledger(ledger_path, create=False)
+    try:
+        return ledger.records()[-1].seq
+    finally:
+        ledger.close()
+
+
+def test_audit_all_runs_every_checkpoint_in_parallel_on_local_ray_into_one_ledger(
+    run: dict[str, Path], tmp_path: Path
+) -> None:
+    run_dir = copy_run(run, tmp_path / "run").parent.parent
+    ledger = run_dir / "trustai" / "ledger.sqlite"
+    before = last_seq(ledger)
+    artifacts = run_dir / "trustai" / "artifacts"
+    audited_before = len(list(artifacts.glob("audit-*-cli-explanations")))
+    plan = plan_audit(
+        run_dir,
+        run["dataset"],
+        run["tmp"] / "light.yaml",
+        all_checkpoints=True,
+        frames=1,
+        key=run["key"],
+        public_key=run["public"],
+    )
+    assert [t.step for t in plan.targets] == [2, 4]
+    progress = Progress(console=Console(file=io.StringIO()))
+
+    result = run_audit(plan, progress, runtime="ray")
+
+    assert result.exit_code == 0 and not ray.is_initialized()  # the local Ray it started is gone
+    bars = {task.description.split()[0]: task for task in progress.tasks}
+    assert (bars["checkpoints"].completed, bars["checkpoints"].total) == (2, 2)
+    assert (bars["audits"].completed, bars["audits"].total) == (6, 6)
+    assert Ledger(ledger, create=False).verify().ok
+    stages = records_after(ledger, before, "stage")
+    assert [(s["step"], s["trigger"]) for s in stages] == [(2, "trustai audit"), (4, "trustai audit")]
+    evidence = records_after(ledger, before, "evidence")
+    assert sorted((e["check_id"], e["inputs"]["step"]) for e in evidence) == sorted(
+        itertools.product(CHECKS, [2, 4])
+    )
+    assert all(e["error"] is None and e["params"]["frames"] == 1 for e in evidence), evidence
+    spans = [(datetime.fromisoformat(e["started_at"]).timestamp(), e["duration_s"]) for e in evidence]
+    assert any(  # two audits ran at the same time
+        a < b + b_len and b < a + a_len for (a, a_len), (b, b_len) in itertools.combinations(spans, 2)
+    )
+    assert sorted(c["step"] for c in records_after(ledger, before, "card")) == [2, 4]
+    for audit in result.audits:
+        assert verify_checkpoint(audit.target.folder, run["public"]).ok
+        card = json.loads((audit.target.folder / "trustai" / "card.json").read_text())
+        step_findings = {f["check_id"] for f in card["governance"]["findings"]}
+        assert set(CHECKS) | {"robustness-corruptions", "explanations"} <= step_findings
+    assert (artifacts / "checkpoint-2-explanations").is_dir()  # the training-time artifacts stay
+    assert len(list(artifacts.glob("audit-*-cli-explanations"))) == audited_before + 2
+
+
+def test_audit_all_on_a_ray_cluster_address_gates_every_checkpoint(
+    run: dict[str, Path], tmp_path: Path
+) -> None:
+    run_dir = copy_run(run, tmp_path / "run").parent.parent
+    args = ["audit", run_dir, "--all", "--dataset", run["dataset"], "--policy", run["tmp"] / "blocking.yaml"]
+    args += ["--frames", 1, "--key", run["key"], "--public-key", run["public"]]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        address = ray.get_runtime_context().gcs_address
+        result = subprocess.run(
+            [Path(sys.executable).parent / "trustai", *map(str, args), "--ray-address", address],
+            capture_output=True,
+            text=True,
+        )
+        assert ray.cluster_resources()["CPU"] == 2  # the audit left the cluster it joined running
+    finally:
+        ray.shutdown()
+
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 checkpoints of" in result.stdout and "gate:   blocked (000002, 000004)" in result.stdout
+    for name in ("000002", "000004"):
+        assert verify_checkpoint(run_dir / "checkpoints" / name, run["public"]).ok
+        card = json.loads(
+            (run_dir / "checkpoints" / name / "pretrained_model" / "trustai" / "card.json").read_text()
+        )
+        assert card["governance"]["gate"] == "blocked"
+
+
+@pytest.mark.parametrize(
+    ("where", "extra", "message"),
+    [
+        ("checkpoint", [], "no checkpoints/*/pretrained_model in this run"),
+        ("run", ["--ray-address", "127.0.0.1:1"], "no Ray cluster answers there"),
+        ("run", ["--ray-address", "head-node"], "not a Ray cluster address"),
+    ],
+)
+def test_audit_all_with_bad_input_exits_2_and_writes_nothing(
+    run: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+    extra: list[str],
+    message: str,
+) -> None:
+    checkpoint = copy_run(run, tmp_path / "run")
+    before = snapshot(tmp_path)
+    target = checkpoint if where == "checkpoint" else checkpoint.parent.parent
+    code, out, err = trustai(
+        capsys, monkeypatch, "audit", target, "--all", "--dataset", run["dataset"], "--policy",
+        run["tmp"] / "light.yaml", "--key", run["key"], *extra,
+    )  # fmt: skip
+    assert code == 2, out + err
+    assert message in err and "How to fix" in err and "Traceback" not in err, err
+    assert snapshot(tmp_path) == before
+
+
+def test_audit_all_refuses_the_whole_run_when_one_checkpoint_was_tampered(
+    run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = copy_run(run, tmp_path / "run").parent.parent
+    readme = run_dir / "checkpoints" / "000002" / "pretrained_model" / "README.md"
+    readme.write_text(readme.read_text() + "\nAll checks passed.\n")
+    before = snapshot(tmp_path)
+    code, out, _ = trustai(
+        capsys, monkeypatch, "audit", run_dir, "--all", "--dataset", run["dataset"], "--policy",
+        run["tmp"] / "light.yaml", "--key", run["key"], "--public-key", run["public"],
+    )  # fmt: skip
+    assert code == 1 and "000002: " in out and "README.md" in out and "refusing" in out
+    assert "000004: " not in out
+    assert snapshot(tmp_path) == before

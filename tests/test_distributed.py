@@ -170,3 +170,23 @@ def test_ray_train_torchtrainer_is_governed(workspace, local_ray, tmp_path):
         "provenance",
     }
     assert verify_checkpoint(card.parents[1], tmp / "k.pub").ok
+
+
+def test_monitor_checks_on_ray_compare_against_their_reference(workspace, local_ray, tmp_path):
+    from trustai.evidence import Stage
+    from trustai.governance import Governance
+
+    _, dataset = workspace
+    governance = Governance(tmp_path / "run", "default", runtime="ray")
+    landed = []
+    try:
+        governance.run_stage(Stage.MONITOR, step=1, dataset=dataset, reference=dataset, on_done=landed.extend)
+        assert governance.drain(timeout_s=300)
+    finally:
+        governance.close()
+    assert sorted(f.check_id for f in landed) == ["monitor-data-quality", "monitor-drift"]
+    drift = next(e for e in records(tmp_path / "run", "evidence") if e["check_id"] == "monitor-drift")
+    assert drift["error"] is None and drift["metrics"]["reference_frames"] > 0
+    artifacts = tmp_path / "run" / "trustai" / "artifacts"
+    assert (artifacts / "monitor-1-monitor-drift" / "drift_report.html").is_file()
+    assert ray.is_initialized()  # a Ray the auditor did not start is left running

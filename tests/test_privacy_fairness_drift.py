@@ -10,12 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from lerobot.configs import FeatureType
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
-from lerobot.policies.act.configuration_act import ACTConfig
-from lerobot.policies.act.modeling_act import ACTPolicy
-from lerobot.policies.factory import make_pre_post_processors
-from lerobot.utils.feature_utils import dataset_to_policy_features
 from typer.testing import CliRunner
 
 from trustai.adapters import PolicyAdapter
@@ -29,7 +24,7 @@ from trustai.frame_features import dataset_features, feature_spec
 from trustai.governance import Governance
 from trustai.ledger import Ledger
 from trustai.pii import scan_text
-from trustai.synthetic import DatasetFaults, make_synthetic_dataset
+from trustai.synthetic import DatasetFaults, make_synthetic_dataset, tiny_act
 
 TOP, WRIST = "observation.images.top", "observation.images.wrist"
 LEFT, RIGHT = "push the block left", "push the block right"
@@ -107,32 +102,7 @@ def policy_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-# -- tiny ACT policies ----------------------------------------------------------------------------------
-
-
-def tiny_act(root: Path) -> tuple[ACTPolicy, Any, Any]:
-    """A tiny ACT (random ResNet-18, no VAE, chunks of 5) normalised with the dataset's own statistics."""
-    meta = LeRobotDataset("trustai/synthetic", root=root).meta
-    features = dataset_to_policy_features(meta.features)
-    torch.manual_seed(0)
-    config = ACTConfig(
-        input_features={k: f for k, f in features.items() if f.type is not FeatureType.ACTION},
-        output_features={k: f for k, f in features.items() if f.type is FeatureType.ACTION},
-        device="cpu",
-        pretrained_backbone_weights=None,
-        dim_model=32,
-        n_heads=2,
-        dim_feedforward=64,
-        n_encoder_layers=1,
-        n_decoder_layers=1,
-        use_vae=False,
-        chunk_size=5,
-        n_action_steps=5,
-    )
-    policy = ACTPolicy(config)
-    preprocessor, postprocessor = make_pre_post_processors(config, dataset_stats=meta.stats)
-    policy.eval()
-    return policy, preprocessor, postprocessor
+# -- tiny ACT policies (trustai.synthetic.tiny_act) ------------------------------------------------------
 
 
 def overfit(root: Path, episodes: list[int], steps: int = 400) -> PolicyAdapter:
@@ -169,7 +139,8 @@ def overfit(root: Path, episodes: list[int], steps: int = 400) -> PolicyAdapter:
 
 @pytest.fixture(scope="module")
 def fresh_policy(policy_dataset: Path) -> PolicyAdapter:
-    return PolicyAdapter.from_policy(*tiny_act(policy_dataset))
+    policy, preprocessor, postprocessor = tiny_act(policy_dataset)
+    return PolicyAdapter.from_policy(policy.eval(), preprocessor, postprocessor)
 
 
 class FailsOnTask(PolicyAdapter):

@@ -1,350 +1,178 @@
-"""``trustai audit``: a policy pack's checkpoint-stage checks on a saved checkpoint, outside training,
+"""``trustai audit``: a policy pack's checkpoint-stage checks on saved checkpoints, outside training,
 as a CI/CD promotion gate.
 
-``plan_audit`` validates everything first and writes nothing: the pack and its params, the signing
-key, the checkpoint (loaded, never unpickled), the dataset against the policy's inputs, where the
-ledger is, and that the checkpoint, its card and the ledger are intact (a tampered checkpoint is
-never re-signed). Only then ``run_audit`` appends to the run's ledger (or starts one in ``--out``
-for a checkpoint that no governed run owns), runs each check, and refreshes and re-signs the
-checkpoint's model card. The exit code is 1 when a ``block`` finding fails, 0 otherwise; bad input
+One checkpoint runs inline; ``--all`` audits every checkpoint of a run in parallel as Ray tasks (a
+local Ray on every core, or the cluster at ``--ray-address``), all into the run's one ledger.
+``trustai.audit_plan`` validates everything first and writes nothing; only then ``run_audit`` appends
+to the run's ledger (or starts one in ``--out`` for checkpoints that no governed run owns), runs each
+check, and refreshes and re-signs each checkpoint's model card as its last finding lands. The exit
+code is 1 when a ``block`` finding fails or a card could not be re-signed, 0 otherwise; bad input
 raises TrustaiUserError (exit 2), a failed integrity check exits 1 before anything is written.
 """
 
-import contextlib
-import json
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from trustai.adapters import PolicyAdapter
-from trustai.audit import AuditContext, get_audit
-from trustai.canonical import digest
-from trustai.card import CARD_DIR, CARD_NAME
-from trustai.checkpoint_inputs import register_policy_types
-from trustai.datasets import dataset_fingerprint, open_dataset_meta
-from trustai.errors import TrustaiUserError
-from trustai.evidence import Finding, Inputs, Stage
+from trustai.audit_plan import (
+    AuditPlan,
+    AuditTarget,
+    IntegrityError,
+    plan_audit,
+    run_checkpoints,
+)
+from trustai.evidence import Finding, Stage
 from trustai.governance import Governance
-from trustai.keys import default_key_paths
-from trustai.ledger import LEDGER_NAME, Ledger, find_ledger
-from trustai.policy import Check, PolicyPack, load_pack
-from trustai.provenance import environment, weights_digest
-from trustai.runtime import measure_with_limit
-from trustai.signing import SIGNATURE_NAME, verify_folder
-from trustai.verify import model_folder, verify_checkpoint
 
 STATUS_COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red"}
+TRIGGER = "trustai audit"
 
 
 @dataclass
-class AuditPlan:
-    """A validated audit: what runs, on what, and where its evidence and card go."""
+class CheckpointAudit:
+    """The findings of one checkpoint's audit (in the pack's check order) and its re-signed card."""
 
-    folder: Path  # the checkpoint's pretrained_model folder
-    adapter: PolicyAdapter
-    dataset: Path
-    pack: PolicyPack
-    checks: list[Check]
-    run_dir: Path
-    new_ledger: bool
-    manifest: dict[str, Any]
-    seed: int
-    step: int | None
-    release: bool
-    key: Path
-    inputs: Inputs
-
-
-class IntegrityError(Exception):
-    """The checkpoint, its card or the ledger changed since they were signed or recorded."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-
-def plan_audit(
-    checkpoint: Path,
-    dataset: Path,
-    pack: str | Path = "default",
-    *,
-    frames: int | None = None,
-    out: Path | None = None,
-    key: Path | None = None,
-    public_key: Path | None = None,
-) -> AuditPlan:
-    """Validate an audit without writing anything.
-
-    Raises TrustaiUserError for bad input (missing or corrupt checkpoint files, pickle weights, a
-    dataset that does not fit the policy, a pack without checkpoint checks, a missing key, an
-    ambiguous ledger location) and IntegrityError when the signed checkpoint or its ledger changed.
-    """
-    policy_pack = load_pack(pack)
-    checks = _checkpoint_checks(policy_pack, frames)
-    key = Path(key) if key else default_key_paths()[0]
-    _require_private_key(key)
-    folder = model_folder(checkpoint)
-    register_policy_types()
-    adapter = PolicyAdapter.from_checkpoint(folder)
-    info = open_dataset_meta(dataset)
-    adapter.validate_dataset_features(info.features)
-    ledger_path, new_ledger = _ledger_location(folder, out)
-    _require_intact(folder, ledger_path, new_ledger, public_key, key)
-    manifest = _recorded_manifest(ledger_path) if not new_ledger else _audit_manifest()
-    step, release = _card_position(folder)
-    return AuditPlan(
-        folder=folder,
-        adapter=adapter,
-        dataset=Path(dataset),
-        pack=policy_pack,
-        checks=checks,
-        run_dir=ledger_path.parent.parent,
-        new_ledger=new_ledger,
-        manifest=manifest,
-        seed=int(manifest.get("seed") or 0),
-        step=step,
-        release=release,
-        key=key,
-        inputs=Inputs(
-            checkpoint=str(folder),
-            checkpoint_digest=weights_digest(folder),
-            dataset=str(dataset),
-            dataset_fingerprint=dataset_fingerprint(dataset),
-            step=step,
-        ),
-    )
-
-
-def _checkpoint_checks(pack: PolicyPack, frames: int | None) -> list[Check]:
-    """The pack's checkpoint-stage checks, with ``frames`` replacing the param of audits that take it."""
-    checks = pack.checks_for(Stage.CHECKPOINT)
-    if not checks:
-        raise TrustaiUserError(
-            f"policy pack {pack.name!r} has no checkpoint-stage checks",
-            where=pack.source or None,
-            fix="pass --policy with a pack that has checks at stage: checkpoint (e.g. eu-ai-act-high-risk)",
-        )
-    if frames is None:
-        return checks
-    resized = []
-    for check in checks:
-        params_model = get_audit(check.audit).Params
-        if "frames" in params_model.model_fields:
-            params = {**check.params, "frames": frames}
-            try:
-                params_model.model_validate(params)
-            except ValidationError as exc:
-                raise TrustaiUserError(
-                    f"--frames {frames} is not valid for {check.id}: {exc.errors()[0]['msg']}",
-                    fix="pass a positive number of frames",
-                ) from None
-            check = check.model_copy(update={"params": params})
-        resized.append(check)
-    return resized
-
-
-def _require_private_key(key: Path) -> None:
-    """The key re-signs the card at the end; check it now so a bad key cannot fail after writing."""
-    fix = "run `trustai keys generate` or pass --key PATH (the private signing key, PEM)"
-    if not key.is_file():
-        raise TrustaiUserError("signing key not found", where=str(key), fix=fix)
-    try:
-        loaded = serialization.load_pem_private_key(key.read_bytes(), password=None)
-    except (ValueError, TypeError):
-        loaded = None  # no detail: never echo anything derived from key material
-    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-        raise TrustaiUserError("not an unencrypted PEM ECDSA private key", where=str(key), fix=fix)
-
-
-def _ledger_location(folder: Path, out: Path | None) -> tuple[Path, bool]:
-    """The ledger to append to and whether it is new: the governed run's, else one in ``out``."""
-    found = find_ledger(folder)
-    if found is not None:
-        run_dir = found.parent.parent
-        if out is not None and Path(out).resolve() != run_dir.resolve():
-            raise TrustaiUserError(
-                f"the checkpoint belongs to the governed run {run_dir}, whose ledger records its audits",
-                where=str(out),
-                fix="drop --out (or pass the run folder) so the evidence joins the run's ledger",
-            )
-        return found, False
-    if out is None:
-        raise TrustaiUserError(
-            "no governed run owns this checkpoint (no trustai/ledger.sqlite above it)",
-            where=str(folder),
-            fix="pass --out DIR: the audit's ledger and evidence go to DIR/trustai/",
-        )
-    ledger = Path(out) / "trustai" / LEDGER_NAME
-    if Path(out).exists() and not Path(out).is_dir():
-        raise TrustaiUserError("--out is not a folder", where=str(out), fix="pass a folder path")
-    return ledger, not ledger.is_file()
-
-
-def _require_intact(folder: Path, ledger: Path, new_ledger: bool, public_key: Path | None, key: Path) -> None:
-    """Raise IntegrityError when the signed folder, its card or the ledger no longer verify."""
-    problems: list[str] = []
-    signed = (folder / SIGNATURE_NAME).is_file()
-    with _signer_public_key(public_key, key) as public:
-        if (folder / CARD_DIR / CARD_NAME).is_file():
-            report = verify_checkpoint(folder, public if signed else None)
-            problems += [
-                p for c in report.checks if signed or not c.name.startswith("signature") for p in c.problems
-            ]
-        elif signed:
-            problems += verify_folder(folder, public).problems
-    if not new_ledger:
-        store = Ledger(ledger, create=False)
-        try:
-            problems += store.verify().problems
-        finally:
-            store.close()
-    if problems:
-        raise IntegrityError(list(dict.fromkeys(problems)))
-
-
-@contextlib.contextmanager
-def _signer_public_key(public_key: Path | None, key: Path) -> Iterator[Path]:
-    """The public key the existing signature should verify with: ``--public-key``, else trustai's
-    default public key, else the public half of the signing key (the auditor signed it before)."""
-    default = default_key_paths()[1]
-    if public_key is not None or default.is_file():
-        yield Path(public_key) if public_key is not None else default
-        return
-    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
-    pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    with tempfile.TemporaryDirectory(prefix="trustai-audit-key-") as tmp:
-        path = Path(tmp) / "signer.pub"
-        path.write_bytes(pem)
-        yield path
-
-
-def _recorded_manifest(ledger_path: Path) -> dict[str, Any]:
-    """The manifest of the run that owns the ledger (its last run.start), or {} when it has none."""
-    ledger = Ledger(ledger_path, create=False)
-    try:
-        starts = ledger.records("run.start")
-    finally:
-        ledger.close()
-    return dict(starts[-1].payload.get("manifest") or {}) if starts else {}
-
-
-def _audit_manifest() -> dict[str, Any]:
-    """The run.start manifest of a ledger that only audits: the auditing environment; how the
-    checkpoint was trained is unknown, so the provenance fields are empty."""
-    return {
-        "git": None,
-        "environment": environment(),
-        "seed": None,
-        "train_config": None,
-        "dataset": {"id": None, "fingerprint": None},
-        "origin": "trustai audit of a checkpoint outside any governed run",
-    }
-
-
-def _card_position(folder: Path) -> tuple[int | None, bool]:
-    """The training step and release flag of the checkpoint: from its card, else its folder name."""
-    card = folder / CARD_DIR / CARD_NAME
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
-        details = json.loads(card.read_text(encoding="utf-8"))["model_details"]
-        step = details.get("step")
-        return (int(step) if step is not None else None), bool(details.get("release"))
-    name = folder.parent.name if folder.name == "pretrained_model" else folder.name
-    return (int(name) if name.isdigit() else None), False
+    target: AuditTarget
+    findings: list[Finding] = field(default_factory=list)
+    card: Path | None = None
+    card_error: str | None = None  # why the card could not be refreshed and re-signed
 
 
 @dataclass
 class AuditResult:
-    """The findings of an audit and the card it re-signed."""
+    """Every audited checkpoint's findings and card."""
 
-    findings: list[Finding]
-    card: Path
+    audits: list[CheckpointAudit]
+
+    @property
+    def findings(self) -> list[Finding]:
+        """All findings, checkpoint by checkpoint."""
+        return [f for audit in self.audits for f in audit.findings]
 
     @property
     def exit_code(self) -> int:
-        """1 when a ``block`` finding failed or errored (the promotion gate), else 0."""
-        return 1 if any(f.blocks for f in self.findings) else 0
+        """1 when a ``block`` finding failed or errored (the promotion gate) or a card was not
+        re-signed, else 0."""
+        blocked = any(f.blocks for f in self.findings)
+        return 1 if blocked or any(a.card_error for a in self.audits) else 0
 
 
-def run_audit(plan: AuditPlan, progress: Progress | None = None) -> AuditResult:
-    """Record the audit in the ledger, run every check (each failure an ``error`` finding), then
-    refresh and re-sign the checkpoint's card. ``progress`` shows one bar over the checks."""
-    governance = Governance(plan.run_dir, plan.pack, signing_key=plan.key, seed=plan.seed)
+class _Bars:
+    """Two progress bars: checkpoints whose card is sealed, and audits whose finding is recorded."""
+
+    def __init__(self, progress: Progress | None, checkpoints: int, audits: int):
+        self.progress = progress
+        if progress is not None:
+            self.checkpoints: TaskID = progress.add_task("checkpoints", total=checkpoints)
+            self.audits: TaskID = progress.add_task("audits", total=audits)
+
+    def audited(self, finding: Finding) -> None:
+        if self.progress is not None:
+            self.progress.update(self.audits, advance=1, description=f"audits (last: {finding.check_id})")
+
+    def sealed(self) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.checkpoints)
+
+
+def run_audit(
+    plan: AuditPlan,
+    progress: Progress | None = None,
+    *,
+    runtime: str = "inline",
+    ray_address: str | None = None,
+) -> AuditResult:
+    """Record a stage event per checkpoint, run every check on it (each failure an ``error`` finding),
+    then refresh and re-sign its card once its last finding is recorded.
+
+    ``runtime="inline"`` audits one checkpoint after another in this process; ``"ray"`` runs every
+    check of every checkpoint as a Ray task (local Ray on all cores, or the cluster at
+    ``ray_address``) and waits for them, each bounded by its check's ``timeout_s``. ``progress``
+    shows a bar over checkpoints and one over audits. Raises TrustaiUserError, before anything is
+    written, when the Ray cluster cannot be reached.
+    """
+    governance = Governance(
+        plan.run_dir,
+        plan.pack,
+        signing_key=plan.key,
+        seed=plan.seed,
+        runtime=runtime,
+        ray_address=ray_address,
+        ray_cpus=os.cpu_count(),
+    )
+    bars = _Bars(progress, len(plan.targets), len(plan.targets) * len(plan.checks))
+    order = {check.id: i for i, check in enumerate(plan.checks)}
+    audits = [CheckpointAudit(target) for target in plan.targets]
+
+    def seal(audit: CheckpointAudit, findings: list[Finding]) -> None:
+        audit.findings = sorted(findings, key=lambda f: order[f.check_id])
+        try:
+            target = audit.target
+            audit.card = governance.seal(target.folder, step=target.step, release=target.release)
+        except Exception as exc:  # recorded and reported: the other checkpoints still get their cards
+            audit.card_error = f"{type(exc).__name__}: {exc}"
+        bars.sealed()
+
     try:
+        if governance.auditor is not None:
+            governance.auditor.start()
         if plan.new_ledger:
             governance.start(plan.manifest)
-        event = governance.ledger.append(
-            "stage",
-            {
-                "stage": Stage.CHECKPOINT.value,
-                "step": plan.step,
-                "trigger": "trustai audit",
-                "policy_pack": {"name": plan.pack.name, "digest": digest(plan.pack.model_dump(mode="json"))},
-            },
-            stage=Stage.CHECKPOINT.value,
-        )
-        task = progress.add_task("auditing", total=len(plan.checks)) if progress else None
-        findings = []
-        for check in plan.checks:
-            if progress is not None and task is not None:
-                progress.update(task, description=f"{check.id} ({check.audit})")
-            ctx = AuditContext(
-                stage=Stage.CHECKPOINT,
-                # A folder of its own: the training-time audit of this step keeps its artifacts.
-                artifact_dir=governance.trustai_dir / "artifacts" / f"audit-{event.seq}-{check.id}",
-                seed=plan.seed,
-                dataset=plan.dataset,
-                policy=plan.adapter,
-                checkpoint_dir=plan.folder,
-                manifest=plan.manifest,
-                inputs=plan.inputs,
+        for audit in audits:
+            context = {
+                "dataset": plan.dataset,
+                "checkpoint_dir": audit.target.folder,
+                "manifest": plan.manifest,
+                "inputs": audit.target.inputs,
+            }
+            if governance.auditor is None:  # loaded once for all of this checkpoint's checks
+                context["policy"] = PolicyAdapter.from_checkpoint(audit.target.folder)
+            governance.run_stage(
+                Stage.CHECKPOINT,
+                step=audit.target.step,
+                checks=plan.checks,
+                trigger=TRIGGER,
+                on_finding=bars.audited,
+                on_done=lambda findings, audit=audit: seal(audit, findings),
+                **context,
             )
-            findings.append(governance.record(check, measure_with_limit(check, ctx, governance.trustai_dir)))
-            if progress is not None and task is not None:
-                progress.advance(task)
-        card = governance.seal(plan.folder, step=plan.step, release=plan.release)
+        # Every job is cancelled at its own time limit, so this bound is never the one that bites.
+        governance.drain(timeout_s=len(plan.targets) * sum(c.timeout_s for c in plan.checks) + 60)
     finally:
         governance.close()
-    return AuditResult(findings, card)
+    return AuditResult(audits)
 
 
 def audit_main(
     console: Console,
-    checkpoint: Path,
+    target: Path,
     dataset: Path,
     pack: str,
     *,
-    frames: int | None,
-    out: Path | None,
-    key: Path | None,
-    public_key: Path | None,
+    all_checkpoints: bool = False,
+    ray_address: str | None = None,
+    frames: int | None = None,
+    out: Path | None = None,
+    key: Path | None = None,
+    public_key: Path | None = None,
 ) -> int:
     """The ``trustai audit`` command: plan, run with progress bars, print the findings; return the
-    exit code (TrustaiUserError propagates for the CLI's exit 2)."""
-    try:
-        plan = plan_audit(checkpoint, dataset, pack, frames=frames, out=out, key=key, public_key=public_key)
-    except IntegrityError as exc:
-        for problem in exc.problems:
-            console.print(f"[red]✗[/red] {problem}", highlight=False)
-        console.print("[red]refusing to audit and re-sign a checkpoint that no longer verifies[/red]")
-        return 1
+    exit code (TrustaiUserError propagates for the CLI's exit 2). ``target`` is a checkpoint, or a
+    run folder with ``all_checkpoints``; ``--all`` or a ``ray_address`` runs the audits on Ray."""
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -352,17 +180,56 @@ def audit_main(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        result = run_audit(plan, progress)
-    table = Table("check", "audit", "status", "severity", "finding", title=f"{plan.pack.name}: {plan.folder}")
-    for f in result.findings:
-        colour = STATUS_COLOURS[f.status.value]
-        table.add_row(
-            f.check_id, f.audit, f"[{colour}]{f.status.value}[/{colour}]", f.severity.value, f.message
-        )
-    console.print(table)
-    ledger = plan.run_dir / "trustai" / LEDGER_NAME
-    console.print(f"card:   {result.card} (re-signed)\nledger: {ledger}", highlight=False)
-    gate = "[red]blocked[/red]" if result.exit_code else "[green]pass[/green]"
-    console.print(f"gate:   {gate}")
+    options = {"frames": frames, "out": out, "key": key, "public_key": public_key}
+    try:
+        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+            total = len(run_checkpoints(target)) if all_checkpoints else 1
+            bar = progress.add_task("verifying checkpoints", total=total)
+            plan = plan_audit(
+                target,
+                dataset,
+                pack,
+                all_checkpoints=all_checkpoints,
+                checked=lambda _: progress.advance(bar),
+                **options,
+            )
+            progress.remove_task(bar)
+            runtime = "ray" if all_checkpoints or ray_address else "inline"
+            result = run_audit(plan, progress, runtime=runtime, ray_address=ray_address)
+    except IntegrityError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]✗[/red] {problem}", highlight=False)
+        console.print("[red]refusing to audit and re-sign a checkpoint that no longer verifies[/red]")
+        return 1
+    _print_result(console, plan, result)
     return result.exit_code
+
+
+def _print_result(console: Console, plan: AuditPlan, result: AuditResult) -> None:
+    """One table of findings (a row per check and checkpoint), each card, the ledger and the gate."""
+    several = len(plan.targets) > 1
+    subject = f"{len(plan.targets)} checkpoints of {plan.run_dir}" if several else plan.targets[0].folder
+    title = f"{plan.pack.name}: {subject}"
+    columns = [Column("check", no_wrap=True), Column("audit", overflow="fold"), "status", "severity"]
+    table = Table(*(["checkpoint"] if several else []), *columns, "finding", title=title)
+    for audit in result.audits:
+        step = [audit.target.name] if several else []
+        for f in audit.findings:
+            colour = STATUS_COLOURS[f.status.value]
+            status = f"[{colour}]{f.status.value}[/{colour}]"
+            table.add_row(*step, f.check_id, f.audit, status, f.severity.value, f.message)
+    console.print(table)
+    for audit in result.audits:
+        if audit.card is not None:
+            console.print(f"card:   {audit.card} (re-signed)", highlight=False)
+        else:
+            why = escape(audit.card_error or "")
+            console.print(f"[red]card:   {audit.target.folder} NOT re-signed: {why}[/red]", highlight=False)
+    console.print(f"ledger: {plan.ledger_path}", highlight=False)
+    blocked = [a.target.name for a in result.audits if any(f.blocks for f in a.findings)]
+    if not result.exit_code:
+        console.print("gate:   [green]pass[/green]")
+    elif blocked and several:
+        console.print(f"gate:   [red]blocked[/red] ({', '.join(blocked)})")
+    else:
+        console.print("gate:   [red]blocked[/red]")

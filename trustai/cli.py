@@ -1,6 +1,7 @@
 """The ``trustai`` command line. Bad input exits 2 with one clear message; verification failures
 exit 1 and name what failed; a ``block`` finding that fails makes gating commands exit 1."""
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -308,9 +309,18 @@ def monitor(
 
 @app.command()
 def audit(
-    checkpoint: Annotated[Path, typer.Argument(help="checkpoint folder or its pretrained_model folder")],
+    target: Annotated[
+        Path, typer.Argument(help="checkpoint folder or its pretrained_model folder; a run folder with --all")
+    ],
     dataset: Annotated[Path, typer.Option(help="LeRobot dataset folder with (held-out) frames")],
     policy: Annotated[str, typer.Option("--policy", help="policy pack name or YAML file")] = "default",
+    all_checkpoints: Annotated[
+        bool, typer.Option("--all", help="audit every checkpoint of the run TARGET in parallel, on Ray")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster HOST:PORT for the audits (default: RAY_ADDRESS, else a local Ray)"),
+    ] = None,
     frames: Annotated[int | None, typer.Option(help="frames per audit (overrides the pack's params)")] = None,
     out: Annotated[
         Path | None, typer.Option(help="run folder for a new ledger when no governed run owns the checkpoint")
@@ -322,11 +332,21 @@ def audit(
         Path | None, typer.Option(help="public key the checkpoint's signature must verify with first")
     ] = None,
 ) -> None:
-    """Run a pack's checkpoint checks on a checkpoint, re-sign its card; exit 1 if a block check fails."""
+    """Run a pack's checkpoint checks on a checkpoint (or, with --all, every checkpoint of a run), re-sign
+    the cards; exit 1 if a block check fails."""
     from trustai.audit_command import audit_main
 
     code = audit_main(
-        console, checkpoint, dataset, policy, frames=frames, out=out, key=key, public_key=public_key
+        console,
+        target,
+        dataset,
+        policy,
+        all_checkpoints=all_checkpoints,
+        ray_address=ray_address or os.environ.get("RAY_ADDRESS"),
+        frames=frames,
+        out=out,
+        key=key,
+        public_key=public_key,
     )
     if code:
         raise typer.Exit(code)

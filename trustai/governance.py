@@ -3,7 +3,8 @@ training hooks or the CLI raise. ``Governance`` is the only place that connects 
 pack, the ledger and the model card; hooks and commands stay thin.
 
 Run folder layout (``<run>/trustai/``): ``ledger.sqlite``, ``evidence/<seq>-<check>.json``,
-``artifacts/<stage>-<step>-<check>/...``.
+``artifacts/<stage>-<step>-<check>/...`` (``artifacts/audit-<stage seq>-<check>/`` for stages that
+``trustai audit`` raised on a saved checkpoint).
 """
 
 import logging
@@ -91,20 +92,33 @@ class Governance:
         step: int | None = None,
         checks: Iterable | None = None,
         on_done: Callable[[list[Finding]], None] | None = None,
+        on_finding: Callable[[Finding], None] | None = None,
+        trigger: str | None = None,
         **context: Any,
     ) -> list[Finding]:
         """Run the pack's checks for ``stage`` and record a stage event, each Evidence and each Finding.
 
         ``context`` fills AuditContext fields (dataset, checkpoint_dir, training, ...). Never raises
         for an audit's failure: it becomes an ``error`` finding. With an auditor set, checkpoint,
-        release and monitor checks go to it and this returns at once (``[]``); ``on_done(findings)``
-        runs when they have all been recorded, inline or asynchronously.
+        release and monitor checks go to it and this returns at once (``[]``); ``on_finding(finding)``
+        runs as each finding is recorded and ``on_done(findings)`` when all have been, inline or
+        asynchronously. ``trigger`` names what raised a stage outside training (``trustai audit``): the
+        stage event records it with the pack's digest, and its artifacts get folders of their own so
+        the training-time artifacts of the same step stay.
         """
-        self.ledger.append("stage", {"stage": stage.value, "step": step}, stage=stage.value)
+        event: dict[str, Any] = {"stage": stage.value, "step": step}
+        if trigger is not None:
+            event |= {
+                "trigger": trigger,
+                "policy_pack": {"name": self.pack.name, "digest": digest(self.pack.model_dump(mode="json"))},
+            }
+        record = self.ledger.append("stage", event, stage=stage.value)
+        prefix = f"audit-{record.seq}" if trigger is not None else f"{stage.value}-{step or 0}"
         inputs = context.pop("inputs", None) or self.dataset_inputs.model_copy(update={"step": step})
         checks = list(checks if checks is not None else self.pack.checks_for(stage))
         if self.auditor is not None and stage in ASYNC_STAGES:
-            self.auditor.submit([self._job(c, stage, step, inputs, context) for c in checks], on_done)
+            jobs = [self._job(c, stage, step, inputs, f"{prefix}-{c.id}", context) for c in checks]
+            self.auditor.submit(jobs, on_done, on_finding)
             return []
         findings = []
         for check in checks:
@@ -112,38 +126,46 @@ class Governance:
                 stage=stage,
                 seed=self.seed,
                 inputs=inputs,
-                artifact_dir=self._artifact_dir(stage, step, check),
+                artifact_dir=self.trustai_dir / "artifacts" / f"{prefix}-{check.id}",
                 **context,
             )
             findings.append(self.record(check, measure_with_limit(check, ctx, self.trustai_dir)))
+            if on_finding is not None:
+                on_finding(findings[-1])
         if on_done is not None:
             on_done(findings)
         return findings
 
-    def _artifact_dir(self, stage: Stage, step: int | None, check: Check) -> Path:
-        return self.trustai_dir / "artifacts" / f"{stage.value}-{step or 0}-{check.id}"
-
-    def _job(self, check: Check, stage: Stage, step: int | None, inputs: Inputs, context: dict) -> Any:
+    def _job(
+        self, check: Check, stage: Stage, step: int | None, inputs: Inputs, artifact_name: str, context: dict
+    ) -> Any:
         from trustai.datasets import resolve_dataset_root
         from trustai.ray_runtime import AuditJob
 
-        dataset = context.get("dataset")
+        def root(key: str) -> str | None:
+            return str(resolve_dataset_root(context[key])) if context.get(key) is not None else None
+
         training = context.get("training")
         return AuditJob(
             check=check,
             stage=stage,
             step=step,
             inputs=inputs,
+            artifact_name=artifact_name,
             seed=self.seed,
             checkpoint_dir=str(context["checkpoint_dir"]) if context.get("checkpoint_dir") else None,
-            dataset_root=str(resolve_dataset_root(dataset)) if dataset is not None else None,
+            dataset_root=root("dataset"),
+            reference_root=root("reference"),
             manifest=context.get("manifest"),
             training=training.summary() if hasattr(training, "summary") else training,
         )
 
-    def drain(self) -> bool:
-        """Wait for asynchronous audits (at most the pack's ``release_wait_s``); True if all finished."""
-        return self.auditor.drain(self.pack.release_wait_s) if self.auditor is not None else True
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait for asynchronous audits, at most ``timeout_s`` (default: the pack's ``release_wait_s``);
+        True if all finished."""
+        if self.auditor is None:
+            return True
+        return self.auditor.drain(self.pack.release_wait_s if timeout_s is None else timeout_s)
 
     def record(self, check: Any, evidence: Evidence) -> Finding:
         """Append one Evidence and the Finding the pack draws from it; write the evidence file."""

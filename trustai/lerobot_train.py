@@ -104,7 +104,8 @@ def governed_train(
 ) -> Path:
     """Run LeRobot training with ``flags`` under ``pack``; return the run (output) folder.
 
-    ``runtime="ray"`` sends checkpoint audits to Ray (see trustai.ray_runtime)."""
+    ``runtime="ray"`` sends checkpoint audits to Ray (see trustai.ray_runtime); raises
+    TrustaiUserError before training when the Ray cluster at ``ray_address`` cannot be reached."""
     from lerobot.scripts.lerobot_train import train
 
     from trustai.training_hooks.lerobot import GovernedAccelerator
@@ -118,6 +119,9 @@ def governed_train(
     )
     config = json.loads(json.dumps(cfg.to_dict(), default=str))
     accelerator = GovernedAccelerator(governance=governance, train_config=config, **accelerator_kwargs(cfg))
+    if governance.auditor is not None and accelerator.is_main_process:
+        # Before the loop: a bad --ray-address exits 2 now, and Ray's start-up is not paid at a checkpoint.
+        governance.auditor.start()
     try:
         train(cfg, accelerator=accelerator)
     finally:

@@ -1,0 +1,76 @@
+"""Fleet audit of every checkpoint of a run: one after another in this process (inline) vs all checks
+of all checkpoints as Ray tasks (``trustai audit RUN --all``), side by side in one run.
+
+A tiny ACT run is trained under governance with ``--checkpoints`` checkpoints; two copies of it are
+audited with the same pack and frames. Both walls cover ``run_audit`` from the first ledger write to
+the last card sealed; the Ray one includes starting a local Ray on every core and its workers'
+imports, which a long-lived cluster (``--ray-address``) would not pay. The audit itself is planned
+(checkpoints loaded and verified) outside the timed part, as it is for both runtimes alike.
+
+    .venv/bin/python benchmarks/fleet_audit.py [--checkpoints 4] [--frames 4] [--pack default]
+"""
+
+import argparse
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoints", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--pack", default="default")
+    args = parser.parse_args()
+
+    from trustai.audit_command import run_audit
+    from trustai.audit_plan import plan_audit
+    from trustai.demo import demo_train_flags
+    from trustai.keys import generate_keypair
+    from trustai.lerobot_train import governed_train
+    from trustai.synthetic import make_synthetic_dataset
+
+    logging.disable(logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="trustai-bench-fleet-"))
+    generate_keypair(tmp / "k.pem", tmp / "k.pub")
+    dataset = make_synthetic_dataset(tmp / "ds", repo_id="trustai/fleet", episodes=4, frames_per_episode=20)
+    steps = 2 * args.checkpoints
+    flags = demo_train_flags(dataset, tmp / "run", steps=steps, save_freq=2)
+    run_dir = governed_train(flags, "default", tmp / "k.pem")
+
+    walls = {}
+    for runtime in ("inline", "ray"):
+        copy = Path(shutil.copytree(run_dir, tmp / f"audit-{runtime}", symlinks=True))
+        plan = plan_audit(
+            copy,
+            dataset,
+            args.pack,
+            all_checkpoints=True,
+            frames=args.frames,
+            key=tmp / "k.pem",
+            public_key=tmp / "k.pub",
+        )
+        start = time.perf_counter()
+        result = run_audit(plan, runtime=runtime)
+        walls[runtime] = time.perf_counter() - start
+        errors = [f.check_id for f in result.findings if f.status.value == "error"]
+        if errors:  # an errored audit is cheap: its timing would flatter the runtime
+            raise SystemExit(f"{runtime}: audits errored: {errors}")
+    jobs = len(plan.targets) * len(plan.checks)
+    print(f"{len(plan.targets)} checkpoints x {len(plan.checks)} checks = {jobs} audits")
+    print(f"frames per audit: {args.frames}; cores: {os.cpu_count()}")
+    print(f"{'runtime':<8}{'wall s':>10}{'s / audit':>12}")
+    for runtime, wall in walls.items():
+        print(f"{runtime:<8}{wall:>10.1f}{wall / jobs:>12.2f}")
+    print(f"ratio ray / inline wall: {walls['ray'] / walls['inline']:.2f}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
