@@ -31,6 +31,8 @@ from lerobot.policies.pi_gemma import PaliGemmaForConditionalGenerationWithPiGem
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.processor import TokenizerProcessorStep
 
+from trustai.synthetic import make_synthetic_dataset
+
 CAMERAS = ("observation.images.top", "observation.images.wrist")
 IMAGE_SHAPE = (3, 32, 32)
 DOF = 14
@@ -247,3 +249,17 @@ def training_batch(size: int, horizon: int, seed: int = 0) -> dict[str, Any]:
     batch["action_is_pad"] = torch.zeros(size, horizon, dtype=torch.bool)
     batch["action_is_pad"][:, -1] = True
     return batch
+
+
+def features_dataset(root: Path) -> Path:
+    """A synthetic LeRobot dataset with the features every tiny policy here is built for: two 32×32
+    cameras and a DOF-dim state and action (2 episodes of 8 frames)."""
+    return make_synthetic_dataset(
+        root,
+        cameras=CAMERAS,
+        image_size=(32, 32),
+        state_dim=DOF,
+        action_dim=DOF,
+        episodes=2,
+        frames_per_episode=8,
+    )

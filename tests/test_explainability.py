@@ -12,8 +12,7 @@ import torch
 from trustai.audits.explainability import AttributionParams, Attributions, _deletion_metrics
 
 from tests.policies_fixtures import (
-    CAMERAS,
-    DOF,
+    features_dataset,
     tiny_act,
     tiny_diffusion,
     tiny_pi05,
@@ -25,7 +24,6 @@ from trustai.attribution import METHODS, area_under, target_function
 from trustai.audit import AuditContext
 from trustai.checkpoint_inputs import FeatureStats
 from trustai.evidence import Stage
-from trustai.synthetic import make_synthetic_dataset
 
 IGNORED = "observation.images.wrist"
 
@@ -38,16 +36,7 @@ def tiny_pi05_sizes() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("explainability") / "dataset"
-    return make_synthetic_dataset(
-        root,
-        cameras=CAMERAS,
-        image_size=(32, 32),
-        state_dim=DOF,
-        action_dim=DOF,
-        episodes=2,
-        frames_per_episode=8,
-    )
+    return features_dataset(tmp_path_factory.mktemp("explainability") / "dataset")
 
 
 def ignoring(built: tuple[Any, Any, Any], camera: str) -> PolicyAdapter:

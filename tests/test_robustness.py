@@ -24,7 +24,7 @@ from trustai.audits.robustness import (
 
 from tests.policies_fixtures import (
     CAMERAS,
-    DOF,
+    features_dataset,
     save_checkpoint,
     tiny_act,
     tiny_diffusion,
@@ -39,7 +39,6 @@ from trustai.errors import TrustaiUserError
 from trustai.evidence import Stage
 from trustai.policy import Check
 from trustai.runtime import measure_with_limit
-from trustai.synthetic import make_synthetic_dataset
 
 EPSILONS = [0.0, 2 / 255, 8 / 255]
 
@@ -52,17 +51,7 @@ def tiny_pi05_sizes() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two cameras 32×32 and a 14-dof state/action: the features every tiny policy is built for."""
-    root = tmp_path_factory.mktemp("robustness") / "dataset"
-    return make_synthetic_dataset(
-        root,
-        cameras=CAMERAS,
-        image_size=(32, 32),
-        state_dim=DOF,
-        action_dim=DOF,
-        episodes=2,
-        frames_per_episode=8,
-    )
+    return features_dataset(tmp_path_factory.mktemp("robustness") / "dataset")
 
 
 @pytest.fixture(scope="module", params=["act", "diffusion", "pi05"])

@@ -190,15 +190,7 @@ class GovernedAccelerator(Accelerator):
 
     def _audit_checkpoint(self, folder: Path, step: int) -> None:
         gov = self.governance
-        gov.run_stage(Stage.TRAIN, step=step, training=self.health, manifest=self.manifest)
-        gov.run_stage(
-            Stage.CHECKPOINT,
-            step=step,
-            checkpoint_dir=folder,
-            dataset=gov.dataset,
-            manifest=self.manifest,
-            on_done=lambda _: gov.seal(folder, step=step),
-        )
+        gov.checkpoint_stages(folder, step, training=self.health, dataset=gov.dataset, manifest=self.manifest)
 
     @_never_raise
     def _on_end(self) -> None:
@@ -206,15 +198,7 @@ class GovernedAccelerator(Accelerator):
         gov = self.governance
         finished = gov.drain()
         folder, step = self._last_checkpoint or (None, self.health.steps)
-        seal_release = (lambda _: gov.seal(folder, step=step, release=True)) if folder else None
-        gov.run_stage(
-            Stage.RELEASE,
-            step=step,
-            checkpoint_dir=folder,
-            dataset=gov.dataset,
-            manifest=self.manifest,
-            on_done=seal_release,
-        )
+        gov.release_stage(folder, step, dataset=gov.dataset, manifest=self.manifest)
         finished = gov.drain() and finished
         gov.ledger.append(
             "run.end",

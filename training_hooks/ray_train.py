@@ -97,14 +97,8 @@ class GovernanceCallback(ray.train.UserCallback):
                 raise RuntimeError(f"checkpoint {checkpoint.path} is not on a local or shared filesystem")
             folder = root / self.model_subdir if (root / self.model_subdir).is_dir() else root
             gov = self._governance()
-            gov.run_stage(Stage.TRAIN, step=step, training=self._summary(), manifest=self.manifest)
-            gov.run_stage(
-                Stage.CHECKPOINT,
-                step=step,
-                checkpoint_dir=folder,
-                dataset=self.dataset_root,
-                manifest=self.manifest,
-                on_done=lambda _: gov.seal(folder, step=step),
+            gov.checkpoint_stages(
+                folder, step, training=self._summary(), dataset=self.dataset_root, manifest=self.manifest
             )
             self._last = (folder, step)
         except Exception as exc:  # governance must never stop training
@@ -122,14 +116,7 @@ class GovernanceCallback(ray.train.UserCallback):
         gov = self._governance()
         card = gov.ledger.records("card")
         step = card[-1].payload["step"] if card else None
-        gov.run_stage(
-            Stage.RELEASE,
-            step=step,
-            checkpoint_dir=folder,
-            dataset=self.dataset_root,
-            manifest=self.manifest,
-            on_done=lambda _: gov.seal(folder, step=step, release=True),
-        )
+        gov.release_stage(folder, step, dataset=self.dataset_root, manifest=self.manifest)
         gov.ledger.append("run.end", {"trainer": "ray.train.TorchTrainer", "release_checkpoint": str(folder)})
         gov.close()
         self._gov = None

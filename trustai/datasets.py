@@ -165,15 +165,23 @@ def iter_frame_batches(
     Only ``columns`` are read. Raises TrustaiUserError when a data file lacks one of them.
     """
     for path in data_files(root):
-        parquet = pq.ParquetFile(path)
-        missing = [c for c in columns if c not in parquet.schema_arrow.names]
-        if missing:
-            raise TrustaiUserError(
-                f"frame file lacks columns {missing} (it has {parquet.schema_arrow.names})",
-                where=str(path),
-                fix="check the dataset against its meta/info.json features",
-            )
-        yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
+        yield from file_batches(path, columns, batch_size)
+
+
+def file_batches(path: Path, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Yield record batches of ``columns`` from one frame file, at most ``batch_size`` rows each.
+
+    Raises TrustaiUserError when the file lacks one of the columns.
+    """
+    parquet = pq.ParquetFile(path)
+    missing = [c for c in columns if c not in parquet.schema_arrow.names]
+    if missing:
+        raise TrustaiUserError(
+            f"frame file lacks columns {missing} (it has {parquet.schema_arrow.names})",
+            where=str(path),
+            fix="check the dataset against its meta/info.json features",
+        )
+    yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
 
 
 def episode_lengths(root: Path | str) -> dict[int, int]:

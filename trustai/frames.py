@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from trustai.datasets import INFO_PATH, DatasetInfo, data_files
+from trustai.datasets import INFO_PATH, DatasetInfo, data_files, file_batches
 from trustai.errors import TrustaiUserError
 
 Plan = Mapping[int, set[int]]  # episode_index -> frame indices to decode
@@ -187,23 +187,10 @@ def iter_frames(
     wanted = ["episode_index", "frame_index", *(["timestamp"] if video else []), *columns, *image]
     rows = _IMAGE_BATCH_ROWS if image else 1024
     for path in files if files is not None else data_files(info.root):
-        for batch in _batches(path, list(dict.fromkeys(wanted)), rows):
+        for batch in file_batches(path, list(dict.fromkeys(wanted)), rows):
             picked = _selected_rows(batch["episode_index"].to_numpy(), batch["frame_index"].to_numpy(), plan)
             if not len(picked):
                 continue
             table = batch.take(pa.array(picked)).to_pydict()
             for episode, group in groupby(range(len(picked)), key=lambda i: int(table["episode_index"][i])):
                 yield from reader.frames(table, list(group), episode)
-
-
-def _batches(path: Path, columns: list[str], rows: int) -> Iterator[pa.RecordBatch]:
-    """Record batches of ``columns`` from one frame file; TrustaiUserError when it lacks one."""
-    parquet = pq.ParquetFile(path)
-    missing = [c for c in columns if c not in parquet.schema_arrow.names]
-    if missing:
-        raise TrustaiUserError(
-            f"frame file lacks columns {missing} (it has {parquet.schema_arrow.names})",
-            where=str(path),
-            fix="check the dataset against its meta/info.json features",
-        )
-    yield from parquet.iter_batches(batch_size=rows, columns=columns)

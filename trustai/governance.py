@@ -136,6 +136,25 @@ class Governance:
             on_done(findings)
         return findings
 
+    def checkpoint_stages(self, folder: Path, step: int, *, training: Any, **context: Any) -> None:
+        """The train and checkpoint stages of a checkpoint saved at ``step``: ``training`` goes to
+        the train checks, ``context`` (dataset, manifest) to both; the checkpoint's card is sealed in
+        ``folder`` once its checks have landed (at once inline, as they arrive on Ray)."""
+        self.run_stage(Stage.TRAIN, step=step, training=training, manifest=context.get("manifest"))
+        self.run_stage(
+            Stage.CHECKPOINT,
+            step=step,
+            checkpoint_dir=folder,
+            on_done=lambda _: self.seal(folder, step=step),
+            **context,
+        )
+
+    def release_stage(self, folder: Path | None, step: int | None, **context: Any) -> None:
+        """The release stage of the final checkpoint ``folder``; its release card is sealed once the
+        release checks have landed (no card when training saved no checkpoint)."""
+        seal = (lambda _: self.seal(folder, step=step, release=True)) if folder is not None else None
+        self.run_stage(Stage.RELEASE, step=step, checkpoint_dir=folder, on_done=seal, **context)
+
     def _job(
         self, check: Check, stage: Stage, step: int | None, inputs: Inputs, artifact_name: str, context: dict
     ) -> Any:
