@@ -3,6 +3,8 @@ time limits, worker death), a 2-process accelerate run, and Ray Train."""
 
 import json
 import os
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +35,37 @@ def records(run_dir: Path, kind: str) -> list[dict]:
         json.loads(p)
         for (p,) in db.execute("SELECT payload FROM records WHERE kind = ? ORDER BY seq", (kind,))
     ]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for the gloo rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_with_deadline(cmd: list, timeout_s: float) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; past ``timeout_s`` abort the whole group (faulthandler
+    prints every thread's stack) and fail the test with what the processes printed."""
+    proc = subprocess.Popen(
+        [str(c) for c in cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGABRT)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+        pytest.fail(f"timed out after {timeout_s} s\nstdout: {out[-3000:]}\nstderr: {err[-6000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +147,8 @@ def test_two_process_accelerate_run_writes_one_ledger_and_one_card_per_checkpoin
         "no",
         "--dynamo_backend",
         "no",
+        "--main_process_port",
+        str(free_port()),
         "-m",
         "trustai",
         "train",
@@ -124,8 +159,7 @@ def test_two_process_accelerate_run_writes_one_ledger_and_one_card_per_checkpoin
         "--",
         *demo_train_flags(dataset, run_dir, steps=6, save_freq=3),
     ]
-    env = {**os.environ, "MASTER_PORT": "29517"}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    done = run_with_deadline(cmd, timeout_s=300)
     assert done.returncode == 0, done.stderr[-4000:]
     assert list(run_dir.rglob("ledger.sqlite")) == [run_dir / "trustai" / "ledger.sqlite"]
     assert len(records(run_dir, "run.start")) == 1
