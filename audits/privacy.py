@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from trustai.training_hooks.privacy import PRIVACY_UNIT, DPParams, DPState, dp_epsilon
+from trustai.training_hooks.dp_budget import PRIVACY_UNIT, DPParams, DPState, dp_epsilon
 
 from trustai.audit import Audit, AuditContext, Measurement, register
 from trustai.datasets import (

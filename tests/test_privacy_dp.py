@@ -17,18 +17,15 @@ from lerobot.policies import make_policy, make_pre_post_processors
 from lerobot.policies.act.modeling_act import ACTPolicy
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, default_collate
-from trustai.training_hooks.privacy import (
-    DPParams,
-    LeRobotRun,
-    PrivacyBudgetExhausted,
-    _LayoutAwareHooks,
-    _PhantomCollate,
-    _weigh_phantoms,
+from trustai.training_hooks.dp_budget import DPParams, PrivacyBudgetExhausted, dp_epsilon
+from trustai.training_hooks.dp_layers import (
+    LayoutAwareHooks,
+    PhantomCollate,
     dp_compatible,
-    dp_epsilon,
-    privatize,
     probe_layout,
+    weigh_phantoms,
 )
+from trustai.training_hooks.privacy import LeRobotRun, privatize
 from typer.testing import CliRunner
 
 from trustai.demo import demo_train_flags
@@ -206,14 +203,14 @@ def test_per_frame_gradients_of_sequence_first_act_match_one_frame_backward_pass
     }  # CNN batch-first, transformer sequence-first
     for name, _ in layout.frozen:
         fixed.get_parameter(name).requires_grad_(False)
-    hooks = _LayoutAwareHooks(fixed, layout.batch_dims)
-    fixed.forward = _weigh_phantoms(fixed.forward, hooks)
+    hooks = LayoutAwareHooks(fixed, layout.batch_dims)
+    fixed.forward = weigh_phantoms(fixed.forward, hooks)
     fixed.forward(run.batch(frames, default_collate))[0].backward()
     params = [(n, p) for n, p in fixed.named_parameters() if p.requires_grad]
     per_frame = {n: p.grad_sample.clone() for n, p in params}
 
     # An empty Poisson draw: one phantom frame, weighed by zero, so only DP noise moves the weights.
-    phantom = run.batch([], _PhantomCollate(default_collate, dataset))
+    phantom = run.batch([], PhantomCollate(default_collate, dataset))
     assert phantom["index"].tolist() == [-1]
     fixed.zero_grad()
     for _, param in params:

@@ -81,10 +81,12 @@ class _Bars:
             self.audits: TaskID = progress.add_task("audits", total=audits)
 
     def audited(self, finding: Finding) -> None:
+        """One more audit's finding is in the ledger."""
         if self.progress is not None:
             self.progress.update(self.audits, advance=1, description=f"audits (last: {finding.check_id})")
 
     def sealed(self) -> None:
+        """One more checkpoint's card is re-signed (or failed to be)."""
         if self.progress is not None:
             self.progress.advance(self.checkpoints)
 

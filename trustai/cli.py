@@ -151,7 +151,7 @@ def train(
         raise TrustaiUserError(
             "signing key not found", where=str(key), fix="run `trustai keys generate` or pass --key PATH"
         )
-    from trustai.training_hooks.privacy import PrivacyBudgetExhausted
+    from trustai.training_hooks.dp_budget import PrivacyBudgetExhausted
 
     try:
         run_dir = governed_train(list(ctx.args), pack, key, runtime=runtime, ray_address=ray_address)
