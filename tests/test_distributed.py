@@ -44,26 +44,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_with_deadline(cmd: list, timeout_s: float) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in its own process group; past ``timeout_s`` abort the whole group (faulthandler
-    prints every thread's stack) and fail the test with what the processes printed."""
+def pids_running(marker: str) -> list[int]:
+    """Processes other than this one whose command line mentions ``marker``."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker.encode() in (entry / "cmdline").read_bytes() and int(entry.name) != os.getpid():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            continue
+
+
+def run_with_deadline(cmd: list, timeout_s: float, marker: str) -> subprocess.CompletedProcess:
+    """Run ``cmd``; past ``timeout_s`` abort every process whose command line mentions ``marker`` (the
+    launcher and the ranks it started in sessions of their own; faulthandler prints every thread's
+    stack) and fail the test with what they printed."""
     proc = subprocess.Popen(
         [str(c) for c in cmd],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
         env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGABRT)
+        signal_all(pids_running(marker), signal.SIGABRT)
         try:
             out, err = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
+            signal_all(pids_running(marker), signal.SIGKILL)
+            proc.kill()
+            out, err = proc.communicate(timeout=30)
         pytest.fail(f"timed out after {timeout_s} s\nstdout: {out[-3000:]}\nstderr: {err[-6000:]}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
@@ -159,7 +180,7 @@ def test_two_process_accelerate_run_writes_one_ledger_and_one_card_per_checkpoin
         "--",
         *demo_train_flags(dataset, run_dir, steps=6, save_freq=3),
     ]
-    done = run_with_deadline(cmd, timeout_s=300)
+    done = run_with_deadline(cmd, timeout_s=300, marker=str(run_dir))
     assert done.returncode == 0, done.stderr[-4000:]
     assert list(run_dir.rglob("ledger.sqlite")) == [run_dir / "trustai" / "ledger.sqlite"]
     assert len(records(run_dir, "run.start")) == 1

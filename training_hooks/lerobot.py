@@ -112,12 +112,15 @@ class GovernedAccelerator(Accelerator):
         return norm
 
     def wait_for_everyone(self) -> None:
-        """Barrier; then every rank folds its health counters into the main process's view (a
-        collective only at LeRobot's own barriers, never per step) and the main process seals any
+        """Every rank folds its health counters into the main process's view (a collective only at
+        LeRobot's own barriers, never per step), then the barrier; then the main process seals any
         checkpoint LeRobot has just written."""
-        super().wait_for_everyone()
         if self.num_processes > 1:
+            # Before the barrier, not after: gloo drops the gather's tensors on a worker thread that
+            # needs the GIL, which the barrier's wait releases. Left to the process group's teardown,
+            # that drop deadlocks against the destructor holding the GIL (pytorch/pytorch#56297).
             self._reduce_health()
+        super().wait_for_everyone()
         if self.is_main_process and self._started:
             self._on_barrier()
 
