@@ -111,11 +111,8 @@ def check_integrity(run: RunEvidence, public_key: Path | None) -> Integrity:
 
     ``public_key`` None reports every signature as not checked; all other checks run regardless.
     """
-    ledger = Ledger(run.ledger_path, create=False)
-    try:
+    with Ledger(run.ledger_path, create=False) as ledger:
         report = ledger.verify()
-    finally:
-        ledger.close()
     chain = _verdict(f"ledger hash chain, {report.records} records", report.problems)
     limit = run.subject_step
     folders = sorted(

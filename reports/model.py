@@ -10,7 +10,7 @@ from typing import Any
 
 from trustai.errors import TrustaiUserError
 from trustai.evidence import Stage
-from trustai.ledger import Ledger, Record, find_ledger
+from trustai.ledger import Ledger, Record, require_ledger
 from trustai.verify import model_folder
 
 # Stages whose evidence belongs to one training step; the rest belong to the whole run.
@@ -161,19 +161,11 @@ def load_run(target: Path) -> RunEvidence:
         raise TrustaiUserError(
             "no such run folder or checkpoint", where=str(target), fix="pass a governed run folder"
         )
-    ledger_path = find_ledger(target)
-    if ledger_path is None:
-        raise TrustaiUserError(
-            "no trustai ledger governs this folder",
-            where=str(target),
-            fix="pass a run folder written by `trustai train` (with trustai/ledger.sqlite) or a checkpoint",
-        )
+    fix = "pass a run folder written by `trustai train` (with trustai/ledger.sqlite) or a checkpoint"
+    ledger_path = require_ledger(target, fix=fix)
     run_dir = ledger_path.parent.parent.resolve()
-    ledger = Ledger(ledger_path, create=False)
-    try:
+    with Ledger(ledger_path, create=False) as ledger:
         records = ledger.records()
-    finally:
-        ledger.close()
     cards = [r for r in records if r.kind == "card"]
     resolved = target.resolve()
     is_run = resolved == run_dir or resolved.is_relative_to(run_dir / "trustai")

@@ -119,11 +119,8 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def evidence_of(ledger_path: Path, check_id: str) -> list[dict]:
-    ledger = Ledger(ledger_path, create=False)
-    try:
+    with Ledger(ledger_path, create=False) as ledger:
         return [r.payload for r in ledger.records("evidence") if r.payload["check_id"] == check_id]
-    finally:
-        ledger.close()
 
 
 def test_training_hook_ran_robustness_and_explainability_at_the_checkpoint(run: dict[str, Path]) -> None:
@@ -282,19 +279,13 @@ def mismatched(run: dict[str, Path]) -> Path:
 
 def records_after(ledger_path: Path, seq: int, kind: str) -> list[dict]:
     """Payloads of the ``kind`` records appended after record ``seq``."""
-    ledger = Ledger(ledger_path, create=False)
-    try:
+    with Ledger(ledger_path, create=False) as ledger:
         return [r.payload for r in ledger.records(kind) if r.seq > seq]
-    finally:
-        ledger.close()
 
 
 def last_seq(ledger_path: Path) -> int:
-    ledger = Ledger(ledger_path, create=False)
-    try:
+    with Ledger(ledger_path, create=False) as ledger:
         return ledger.records()[-1].seq
-    finally:
-        ledger.close()
 
 
 def test_audit_all_runs_every_checkpoint_in_parallel_on_local_ray_into_one_ledger(

@@ -260,11 +260,8 @@ def _folder_problems(folder: Path, public: Path) -> list[str]:
 
 def _ledger_problems(ledger_path: Path) -> list[str]:
     """What no longer verifies in the ledger's hash chain."""
-    store = Ledger(ledger_path, create=False)
-    try:
-        return store.verify().problems
-    finally:
-        store.close()
+    with Ledger(ledger_path, create=False) as ledger:
+        return ledger.verify().problems
 
 
 @contextlib.contextmanager
@@ -287,11 +284,8 @@ def _signer_public_key(public_key: Path | None, key: Path) -> Iterator[Path]:
 
 def _recorded_manifest(ledger_path: Path) -> dict[str, Any]:
     """The manifest of the run that owns the ledger (its last run.start), or {} when it has none."""
-    ledger = Ledger(ledger_path, create=False)
-    try:
+    with Ledger(ledger_path, create=False) as ledger:
         starts = ledger.records("run.start")
-    finally:
-        ledger.close()
     return dict(starts[-1].payload.get("manifest") or {}) if starts else {}
 
 

@@ -67,18 +67,12 @@ def policy_validate(path: Annotated[Path, typer.Argument(help="YAML file to vali
 @ledger_app.command("verify")
 def ledger_verify(path: Annotated[Path, typer.Argument(help="run folder or ledger.sqlite")]) -> None:
     """Re-hash every record and walk the chain; exit 1 naming each edited, deleted or reordered record."""
-    from trustai.ledger import Ledger, find_ledger
+    from trustai.ledger import Ledger, require_ledger
 
-    ledger_path = path if path.is_file() else find_ledger(path)
-    if ledger_path is None:
-        raise TrustaiUserError(
-            "no trustai ledger found",
-            where=str(path),
-            fix="pass a run folder (it holds trustai/ledger.sqlite) or the ledger file",
-        )
-    ledger = Ledger(ledger_path, create=False)
-    report = ledger.verify()
-    ledger.close()
+    fix = "pass a run folder (it holds trustai/ledger.sqlite) or the ledger file"
+    ledger_path = path if path.is_file() else require_ledger(path, fix=fix)
+    with Ledger(ledger_path, create=False) as ledger:
+        report = ledger.verify()
     if report.ok:
         console.print(f"[green]ledger ok[/green]: {report.records} records, chain intact ({ledger_path})")
         return

@@ -166,6 +166,12 @@ class Ledger:
         """Close the database connection."""
         self._db.close()
 
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def append(self, kind: str, payload: dict[str, Any], stage: str | None = None) -> Record:
         """Append one record atomically (fsynced on commit) and return it."""
         body = canonical_json(payload)
@@ -272,3 +278,11 @@ def find_ledger(start: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def require_ledger(start: Path, fix: str) -> Path:
+    """``find_ledger(start)``, or TrustaiUserError (what, where, ``fix``) when no ledger governs it."""
+    found = find_ledger(start)
+    if found is None:
+        raise TrustaiUserError("no trustai ledger found", where=str(start), fix=fix)
+    return found

@@ -14,7 +14,7 @@ from trustai.datasets import dataset_fingerprint, open_dataset_meta
 from trustai.errors import TrustaiUserError
 from trustai.evidence import Finding, Inputs, Stage
 from trustai.governance import Governance
-from trustai.ledger import Ledger, Record, find_ledger
+from trustai.ledger import Ledger, Record, require_ledger
 from trustai.policy import PolicyPack, load_pack
 
 
@@ -30,19 +30,10 @@ def check_drift(reference: Path, current: Path, artifact_dir: Path, **params: An
 
 def _run_start(run_dir: Path) -> tuple[Record, int]:
     """The run's (last) run.start record and how many monitor stage events the ledger already holds."""
-    path = find_ledger(run_dir)
-    if path is None:
-        raise TrustaiUserError(
-            "no trustai ledger found",
-            where=str(run_dir),
-            fix="pass the folder of a governed run (it holds trustai/ledger.sqlite)",
-        )
-    ledger = Ledger(path, create=False)
-    try:
+    path = require_ledger(run_dir, fix="pass the folder of a governed run (it holds trustai/ledger.sqlite)")
+    with Ledger(path, create=False) as ledger:
         starts = ledger.records("run.start")
         monitors = sum(r.payload.get("stage") == Stage.MONITOR.value for r in ledger.records("stage"))
-    finally:
-        ledger.close()
     if not starts:
         raise TrustaiUserError("the ledger has no run.start record", where=str(path))
     return starts[-1], monitors
