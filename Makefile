@@ -45,7 +45,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
-	$(PY) benchmarks/governed_vs_plain_training.py
+	$(PY) -m benchmarks.governed_vs_plain_training
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info

@@ -6,8 +6,8 @@ import statistics
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trustai.audit import Audit, AuditContext, Measurement, register
-from trustai.evidence import Stage
+from trustai.core.audit import Audit, AuditContext, Measurement, Metric, declare, register
+from trustai.core.evidence import Stage
 
 
 class HealthParams(BaseModel):
@@ -19,22 +19,36 @@ class HealthParams(BaseModel):
 
 @register
 class TrainHealth(Audit):
-    """Loss/grad-norm health of the steps seen so far.
-
-    Metrics: ``steps``, ``nonfinite_loss_steps``, ``nonfinite_grad_steps``, ``grad_norm_max``,
-    ``loss_initial`` and ``loss_final`` (window means), ``loss_min``, ``divergence_ratio`` (final window
-    mean / best window mean: 1.0 means at its best, > 1 means the loss climbed back up).
-    """
+    """Loss/grad-norm health of the steps seen so far (metrics: ``TrainHealth.metrics``)."""
 
     name = "train.health"
     version = "1"
     stages = frozenset({Stage.TRAIN})
     Params = HealthParams
+    metrics = declare(
+        {
+            "steps": Metric("count", "neutral", "training steps seen so far"),
+            "nonfinite_loss_steps": Metric("count", "lower_is_better", "steps whose loss was NaN or inf"),
+            "nonfinite_grad_steps": Metric(
+                "count", "lower_is_better", "steps whose gradient norm was NaN or inf"
+            ),
+            "grad_norm_max": Metric("grad norm", "neutral", "largest gradient norm seen"),
+            "loss_initial": Metric("loss", "neutral", "mean loss of the first window of steps"),
+            "loss_final": Metric("loss", "lower_is_better", "mean loss of the last window of steps"),
+            "loss_min": Metric("loss", "lower_is_better", "lowest finite loss seen"),
+            "divergence_ratio": Metric(
+                "ratio",
+                "lower_is_better",
+                "final window mean / best window mean: 1.0 means at its best, > 1 the loss climbed back up",
+            ),
+            "ranks": Metric("count", "neutral", "training processes whose statistics were gathered"),
+        }
+    )
 
     def measure(self, ctx: AuditContext, params: HealthParams) -> Measurement:
         if ctx.training is None:
             raise ValueError("train.health needs training statistics from a training hook")
-        s = ctx.training.summary() if hasattr(ctx.training, "summary") else dict(ctx.training)
+        s = ctx.training
         finite = [v for _, v in s["loss_history"] if math.isfinite(v)]
         if not finite:
             raise ValueError("no finite loss values were observed")

@@ -11,7 +11,7 @@ A synthetic LeRobot dataset (PNG cameras in the parquet files, spread over sever
 
 Each figure is the best of ``--repeats`` runs; frames/s counts the frames each run streamed.
 
-    .venv/bin/python benchmarks/data_audit_throughput.py [--episodes 20] [--frames 50] [--ray]
+    .venv/bin/python -m benchmarks.data_audit_throughput [--episodes 20] [--frames 50] [--ray]
 """
 
 import argparse
@@ -70,10 +70,10 @@ def main() -> None:
     parser.add_argument("--ray", action="store_true", help="drift.features computes features on Ray")
     args = parser.parse_args()
 
-    from trustai.audit import AuditContext, get_audit
-    from trustai.datasets import data_files, open_dataset_meta
-    from trustai.evidence import Stage
-    from trustai.synthetic import make_synthetic_dataset
+    from trustai.core.audit import AuditContext, get_audit
+    from trustai.core.evidence import Stage
+    from trustai.lerobot.datasets import data_files, open_dataset_meta
+    from trustai.lerobot.synthetic import make_synthetic_dataset
 
     get_audit("drift.features")
     import evidently  # noqa: F401  (imported before timing: its import alone takes seconds)

@@ -6,7 +6,7 @@ noise, Poisson sampling) against a pack with no checks. Step time is the median 
 consecutive ``backward`` calls (the gap that holds LeRobot's final checkpoint is left out). A warm-up
 pair runs first, unmeasured; then the modes alternate (plain, DP, plain, DP, ...) to spread drift.
 
-    .venv/bin/python benchmarks/dp_vs_nonprivate_step.py [--steps 12] [--repeats 2]
+    .venv/bin/python -m benchmarks.dp_vs_nonprivate_step [--steps 12] [--repeats 2]
 """
 
 import argparse
@@ -48,12 +48,12 @@ def main() -> None:
 
     from lerobot.scripts.lerobot_train import train
     from trustai.training_hooks.lerobot import GovernedAccelerator
+    from trustai.training_hooks.lerobot_train import accelerator_kwargs, parse_train_config
 
-    from trustai.demo import demo_train_flags
+    from trustai.cli.demo import demo_train_flags
     from trustai.governance import Governance
-    from trustai.lerobot_train import accelerator_kwargs, parse_train_config
-    from trustai.policy import parse_pack
-    from trustai.synthetic import make_synthetic_dataset
+    from trustai.lerobot.synthetic import make_synthetic_dataset
+    from trustai.packs import parse_pack
 
     logging.disable(logging.WARNING)
 

@@ -8,7 +8,7 @@ local Ray on every core (what ``--all`` does), and Ray on a cluster already up (
 ``--ray-address`` pays; its workers still start and import). Planning (every checkpoint loaded and
 verified) is outside the timed part, the same for all three.
 
-    .venv/bin/python benchmarks/fleet_audit.py [--checkpoints 4] [--frames 4] [--pack default]
+    .venv/bin/python -m benchmarks.fleet_audit [--checkpoints 4] [--frames 4] [--pack default]
 """
 
 import argparse
@@ -31,13 +31,13 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
+    from trustai.training_hooks.lerobot_train import governed_train
 
-    from trustai.audit_command import run_audit
-    from trustai.audit_plan import plan_audit
-    from trustai.demo import demo_train_flags
-    from trustai.keys import generate_keypair
-    from trustai.lerobot_train import governed_train
-    from trustai.synthetic import make_synthetic_dataset
+    from trustai.attest.keys import generate_keypair
+    from trustai.cli.audit import run_audit
+    from trustai.cli.audit_plan import plan_audit
+    from trustai.cli.demo import demo_train_flags
+    from trustai.lerobot.synthetic import make_synthetic_dataset
 
     logging.disable(logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="trustai-bench-fleet-"))

@@ -11,7 +11,7 @@ Both runs use LeRobot's own ``train()`` with identical flags; the only differenc
 ``--runtime ray`` sends checkpoint audits to a local Ray started on core 1 while the trainer is pinned
 to core 0 (``--pin``), so audits use cores the trainer does not. Runs alternate to spread drift.
 
-    .venv/bin/python benchmarks/governed_vs_plain_training.py [--steps 60] [--repeats 2] [--runtime ray --pin]
+    .venv/bin/python -m benchmarks.governed_vs_plain_training [--steps 60] [--repeats 2] [--runtime ray --pin]
 """
 
 import argparse
@@ -46,12 +46,12 @@ def main() -> None:
     from accelerate import Accelerator
     from lerobot.scripts.lerobot_train import train
     from trustai.training_hooks.lerobot import GovernedAccelerator
+    from trustai.training_hooks.lerobot_train import accelerator_kwargs, parse_train_config
 
-    from trustai.demo import demo_train_flags
+    from trustai.attest.keys import generate_keypair
+    from trustai.cli.demo import demo_train_flags
     from trustai.governance import Governance
-    from trustai.keys import generate_keypair
-    from trustai.lerobot_train import accelerator_kwargs, parse_train_config
-    from trustai.synthetic import make_synthetic_dataset
+    from trustai.lerobot.synthetic import make_synthetic_dataset
 
     logging.disable(logging.INFO)
     cores = sorted(os.sched_getaffinity(0))

@@ -5,7 +5,7 @@ A random-weights ACT (two 64×64 cameras, 6-dof state) on held-out frames of a s
 attributing the standardised action chunk's L2 norm to both cameras and the state, as
 ``explainability.attributions`` does. Reports the best of ``--repeats`` wall times.
 
-    .venv/bin/python benchmarks/integrated_gradients_cost.py [--frames 4] [--steps 8 16 32]
+    .venv/bin/python -m benchmarks.integrated_gradients_cost [--frames 4] [--steps 8 16 32]
 """
 
 import argparse
@@ -43,11 +43,16 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
-    from tiny_policy import act_with_frames
+    from trustai.audits.explainability.attribution import (
+        attribute,
+        attribution_inputs,
+        forward_function,
+        target_function,
+    )
 
-    from trustai.attribution import attribute, attribution_inputs, forward_function, target_function
-    from trustai.checkpoint_inputs import feature_stats
-    from trustai.frame_policy import FramePolicy
+    from benchmarks.tiny_policy import act_with_frames
+    from trustai.lerobot.checkpoint_inputs import feature_stats
+    from trustai.lerobot.frame_policy import FramePolicy
 
     folder = Path(tempfile.mkdtemp(prefix="trustai-bench-ig-"))
     adapter, frames, action = act_with_frames(folder, args.frames)

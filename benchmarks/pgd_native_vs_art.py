@@ -6,7 +6,7 @@ The native attack runs the whole ε sweep as one batch; ART runs one ε after an
 the success of each, as its API does). Reports the best of ``--repeats`` wall times and the mean
 deviation each reached.
 
-    .venv/bin/python benchmarks/pgd_native_vs_art.py [--frames 8] [--steps 10] [--repeats 2]
+    .venv/bin/python -m benchmarks.pgd_native_vs_art [--frames 8] [--steps 10] [--repeats 2]
 """
 
 import argparse
@@ -45,10 +45,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
-    from tiny_policy import CAMERAS, act_with_frames
+    from trustai.audits.robustness.attacks import CameraActions, sweep_art, sweep_native
 
-    from trustai.attacks import CameraActions, sweep_art, sweep_native
-    from trustai.frame_policy import FramePolicy
+    from benchmarks.tiny_policy import CAMERAS, act_with_frames
+    from trustai.lerobot.frame_policy import FramePolicy
 
     adapter, frames, action = act_with_frames(
         Path(tempfile.mkdtemp(prefix="trustai-bench-pgd-")), args.frames

@@ -4,11 +4,12 @@ state, and held-out frames of that dataset, exactly as a checkpoint audit sees t
 
 from pathlib import Path
 
-from trustai.adapters import Batch, PolicyAdapter
-from trustai.audit import AuditContext
-from trustai.checkpoint_inputs import FeatureStats, FrameParams, feature_stats, held_out_batch
-from trustai.evidence import Stage
-from trustai.synthetic import make_synthetic_dataset, tiny_act
+from tests.tiny_policies import tiny_act
+from trustai.core.audit import AuditContext
+from trustai.core.evidence import Stage
+from trustai.lerobot.adapter import Batch, PolicyAdapter
+from trustai.lerobot.checkpoint_inputs import FeatureStats, FrameParams, feature_stats, held_out_batch
+from trustai.lerobot.synthetic import make_synthetic_dataset
 
 CAMERAS = ("observation.images.top", "observation.images.wrist")
 
@@ -17,7 +18,7 @@ def act_with_frames(folder: Path, frames: int) -> tuple[PolicyAdapter, Batch, Fe
     """The policy, ``frames`` held-out frames and the dataset's action statistics."""
     root = make_synthetic_dataset(folder / "dataset", cameras=CAMERAS, image_size=(64, 64), episodes=2)
     policy, preprocessor, postprocessor = tiny_act(root, dim_model=64)
-    adapter = PolicyAdapter.from_policy(policy.eval(), preprocessor, postprocessor)
+    adapter = PolicyAdapter(policy.eval(), preprocessor, postprocessor)
     ctx = AuditContext(stage=Stage.CHECKPOINT, artifact_dir=folder, policy=adapter, dataset=root)
     _, batch = held_out_batch(ctx, FrameParams(frames=frames))
     return adapter, batch, feature_stats(root, adapter, "action")

@@ -13,6 +13,10 @@ from trustai.reports.document import Cite, Content, Fact, Table, cell
 from trustai.reports.integrity import Integrity
 from trustai.reports.model import RunEvidence
 
+from trustai.core.gate import BLOCKING_STATUSES
+from trustai.core.ledger import Record
+from trustai.core.records import RecordKind
+
 # Packages whose versions characterise the software a policy was developed with (Annex IV 1(c)).
 _KEY_PACKAGES = (
     "trustai",
@@ -27,8 +31,7 @@ _KEY_PACKAGES = (
 )
 # config.json entries about publishing, not about the model.
 _NOT_ARCHITECTURE = {"device", "push_to_hub", "repo_id", "private", "tags", "license", "pretrained_revision"}
-_TIMELINE_KINDS = ("run.start", "stage", "card", "hook.error", "run.end")
-_STATUSES = ("pass", "warn", "fail", "error", "not judged")
+_STATUSES = ("pass", "warn", "fail", "error", "inconclusive", "not judged")
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ def identity(ctx: Ctx) -> Content:
     """The model, the checkpoint reported on, its code version and the governing policy pack."""
     run, facts = ctx.run, []
     facts.append(Fact("Model (run)", run.run_dir.name, cites=ctx.start))
+    if run.ledger.run_id:
+        facts.append(Fact("Run id", run.ledger.run_id, cites=ctx.start))
     if run.subject_card:
         card = run.subject_card.payload
         subject = f"{run.display(run.subject)} (step {card.get('step')}"
@@ -159,11 +164,11 @@ def compute(ctx: Ctx) -> Content:
     ]
     for fact in facts:
         fact.cites = ctx.start
-    end = run.first("run.end")
-    if run.start and end:
-        facts.append(
-            Fact("Training time", f"{run.start.ts} to {end.ts}", cites=[Cite.of(run.start), Cite.of(end)])
-        )
+    # A resumed run trained from its first start to its last end.
+    starts, end = run.ledger.starts, run.ledger.end
+    if starts and end:
+        cites = [Cite.of(starts[0]), Cite.of(end)]
+        facts.append(Fact("Training time", f"{starts[0].ts} to {end.ts}", cites=cites))
     return Content(facts=facts)
 
 
@@ -203,21 +208,35 @@ def method(ctx: Ctx) -> Content:
     return Content(tables=[Table("Training method", ["item", "value"], rows, ctx.start)])
 
 
+def _event(record: Record) -> str | None:
+    """What a record tells the timeline, or None for evidence and findings (shown elsewhere)."""
+    p = record.payload
+    match record.kind:
+        case RecordKind.RUN_START:
+            manifest = p.get("manifest")
+            return "run resumed" if isinstance(manifest, dict) and manifest.get("resume") else "run started"
+        case RecordKind.STAGE:
+            return f"stage {p.get('stage')}"
+        case RecordKind.CARD:
+            return f"card sealed for {p.get('checkpoint')}" + (" (release)" if p.get("release") else "")
+        case RecordKind.PRIVACY_STOP:
+            return f"training stopped at the privacy budget (ε = {cell(p.get('epsilon'))})"
+        case RecordKind.HOOK_ERROR:
+            return f"governance hook {p.get('hook')} failed: {p.get('error')}"
+        case RecordKind.RUN_END:
+            return f"training ended after {p.get('steps')} steps"
+    return None
+
+
 def timeline(ctx: Ctx) -> Content:
-    """Every stage event, sealed checkpoint and hook error of the run, dated, in ledger order."""
+    """Every start, stage event, sealed checkpoint, privacy stop and hook error of the run, dated, in
+    ledger order."""
     rows, cites = [], []
     for record in ctx.run.records:
-        if record.kind not in _TIMELINE_KINDS:
+        detail = _event(record)
+        if detail is None:
             continue
-        p = record.payload
-        detail = {
-            "stage": f"stage {p.get('stage')}",
-            "card": f"card sealed for {p.get('checkpoint')}" + (" (release)" if p.get("release") else ""),
-            "hook.error": f"governance hook {p.get('hook')} failed: {p.get('error')}",
-            "run.end": f"training ended after {p.get('steps')} steps",
-            "run.start": "run started",
-        }[record.kind]
-        rows.append([Cite.of(record).label, record.ts, cell(p.get("step")), detail])
+        rows.append([Cite.of(record).label, record.ts, cell(record.payload.get("step")), detail])
         cites.append(Cite.of(record))
     table = Table("Run timeline", ["record", "date (UTC)", "step", "event"], rows, cites)
     return Content(tables=[table]) if rows else Content()
@@ -250,13 +269,14 @@ def policy_pack(ctx: Ctx) -> Content:
     columns = ["check", "stage", "audit", "thresholds", "severity", "references", "purpose"]
     note = (
         f"Policy pack {pack.get('name')} v{pack.get('version')}, digest {pack.get('digest')}: "
-        "thresholds were fixed before training and recorded in the first ledger record."
+        "thresholds were fixed before training and recorded in the run.start ledger record."
     )
     return Content(tables=[Table("Checks, metrics and thresholds", columns, rows, ctx.start, note)])
 
 
 def outcomes(ctx: Ctx) -> Content:
-    """How often each check passed, warned, failed, broke (error) or went unjudged."""
+    """How often each check passed, warned, failed, broke (error), could not measure (inconclusive) or
+    went unjudged."""
     counts: dict[tuple[str, str], Counter[str]] = {}
     seqs: dict[tuple[str, str], list[str]] = {}
     for item in ctx.run.items:
@@ -296,13 +316,13 @@ def limitations(ctx: Ctx) -> Content:
 
 
 def gate(ctx: Ctx) -> Content:
-    """The promotion gate: which ``block`` checks failed or broke, stopping promotion."""
+    """The promotion gate: which ``block`` checks failed, broke or could not measure, stopping promotion."""
     blocking = [
         item
         for item in ctx.run.items
         if item.finding is not None
         and item.finding.payload.get("severity") == "block"
-        and item.status in ("fail", "error")
+        and item.status in BLOCKING_STATUSES
     ]
     judged = [Cite.of(i.finding) for i in ctx.run.items if i.finding is not None]
     verdict = "blocked by " + ", ".join(sorted({i.label for i in blocking})) if blocking else "pass"
@@ -311,7 +331,8 @@ def gate(ctx: Ctx) -> Content:
             Fact("Gate", verdict, cites=[Cite.of(i.finding) for i in blocking] or judged[-1:]),
             Fact(
                 "Severity scheme",
-                "block: a failed or broken check stops promotion; warn and info are reported only.",
+                "block: a failed, broken or inconclusive check stops promotion; warn and info are reported "
+                "only.",
                 cites=ctx.start,
             ),
         ]
@@ -319,8 +340,9 @@ def gate(ctx: Ctx) -> Content:
 
 
 def ledger(ctx: Ctx) -> Content:
-    """The automatic event log: an append-only, hash-chained SQLite ledger, verified now."""
-    run, verdict = ctx.run, ctx.integrity.ledger
+    """The automatic event log: an append-only, hash-chained SQLite ledger whose head is signed
+    (anchored) whenever something is sealed, verified now."""
+    run, verdict, anchored = ctx.run, ctx.integrity.ledger, ctx.integrity.anchors
     if not run.records:
         return Content()
     first, head = run.records[0], run.records[-1]
@@ -334,6 +356,12 @@ def ledger(ctx: Ctx) -> Content:
             ),
             Fact("Ledger head", head.hash, cites=[Cite.of(head)]),
             Fact("Chain verified at rendering", verdict.status, cites=[Cite.of(head)]),
+            Fact(
+                "Signed anchors verified at rendering",
+                f"{anchored.status} ({len(run.ledger.anchors)} anchors; each signs the ledger's head "
+                "when a card, the run's end or a command's records are sealed)",
+                cites=[Cite.of(a) for a in run.ledger.anchors[-1:]],
+            ),
         ]
     )
 
@@ -341,7 +369,7 @@ def ledger(ctx: Ctx) -> Content:
 def signing(ctx: Ctx) -> Content:
     """Signed model cards: each sealed checkpoint, its card digest, and its signature as verified now."""
     rows = []
-    for card in ctx.run.all("card"):
+    for card in ctx.run.ledger.cards:
         name = ctx.run.display(ctx.run.checkpoint_folder(card))
         verdict = ctx.integrity.signatures.get(name)
         p = card.payload
@@ -363,7 +391,7 @@ def signing(ctx: Ctx) -> Content:
         "Weights, model card and evidence copies are signed as one folder with OpenSSF model signing "
         "(Sigstore bundle, DSSE envelope, in-toto statement listing every file's digest)."
     )
-    cites = [Cite.of(card) for card in ctx.run.all("card")]
+    cites = [Cite.of(card) for card in ctx.run.ledger.cards]
     return Content(tables=[Table("Sealed checkpoints", columns, rows, cites, note)])
 
 

@@ -14,7 +14,7 @@ from trustai.reports.system import SystemDescription, describe_field, field_valu
 from trustai.reports.views import evidence_view, served_by
 
 from trustai import __version__
-from trustai.evidence import Stage
+from trustai.core.evidence import Stage
 
 
 def home_sections(framework: Framework, items: list[Item]) -> dict[int, str]:

@@ -4,7 +4,7 @@ each carrying the ledger records it was drawn from. Frameworks fill it; renderer
 import json
 from dataclasses import dataclass, field
 
-from trustai.ledger import Record
+from trustai.core.ledger import Record
 
 # Where a fact came from, shown next to it so a reader knows what is measured and what is declared.
 LEDGER = "ledger"

@@ -4,12 +4,15 @@ Document: nothing in them depends on the time or place of rendering."""
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 from trustai.reports.document import Cite, Document
 
 from trustai.errors import TrustaiUserError
@@ -28,16 +31,44 @@ def _cites(cites: list[Cite]) -> list[Cite | None]:
     return [*cites[:half], None, *cites[-half:]]
 
 
-def _md_cell(value: object) -> str:
-    """Make text safe in Markdown, table cells included: no raw HTML, no cell breaks, one line."""
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\r", "")
-    return text.replace("\n", "<br>")
+# Markdown punctuation that can start markup anywhere in a line: backslash escapes, code spans,
+# emphasis (``_`` only at a word's edge; inside a word it is a letter), links and images, table cells,
+# headings' closing #s, strikethrough and GitHub's math.
+_MD_PUNCTUATION = re.compile(r"[\\`*\[\]|#~$]|(?<![^\W_])_|_(?![^\W_])")
+_MD_ENTITY = re.compile(r"&(?=#?\w+;)")
+# What makes a block when it starts a line: a quote, a list item, a rule or setext underline (``- ``,
+# ``+ ``, ``---``, ``===``), an ordered item (``1. ``, ``1)``). ``-0.5`` or ``1.5 m`` start nothing.
+_MD_BLOCK_START = re.compile(r"^(?:>|[-+=](?=[-+= \t]|$)|\d{1,9}(?=[.)](?:[ \t]|$)))")
 
 
-def _environment(autoescape: bool) -> jinja2.Environment:
+def markdown_text(value: object) -> Markup:
+    """Return ``value`` as Markdown that shows exactly its text on one line, in a paragraph, a heading
+    or a table cell, and makes no markup of its own.
+
+    Markdown punctuation is backslash-escaped, HTML tags and character references are written as
+    text, a block marker at the start (``-``, ``+``, ``=``, ``>``, ``1.``) is escaped, leading blanks
+    (an indented code block) are dropped and line breaks become ``<br>``. Markup (the output of the
+    template's own macros, already escaped) is returned as it is.
+    """
+    if isinstance(value, Markup):
+        return value
+    text = str(value).replace("\r\n", "\n").replace("\r", "\n").lstrip(" \t")
+    text = _MD_PUNCTUATION.sub(lambda m: "\\" + m.group(), text)
+    text = _MD_ENTITY.sub("&amp;", text).replace("<", "&lt;")
+    text = _MD_BLOCK_START.sub(
+        lambda m: m.group() + "\\" if m.group().isdigit() else "\\" + m.group(), text, 1
+    )
+    return Markup(text.replace("\n", "<br>"))
+
+
+def _environment(finalize: Callable[[object], Markup] | None = None) -> jinja2.Environment:
+    """The template environment. Values are always escaped: as HTML by Jinja's autoescape or, given
+    ``finalize``, by it (it returns Markup, which autoescape leaves alone); macro output is Markup, so
+    it is never escaped twice."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("trustai.reports", "templates"),
-        autoescape=autoescape,
+        autoescape=True,
+        finalize=finalize,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -45,7 +76,6 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     )
     env.filters["b64"] = lambda data: base64.b64encode(data).decode("ascii")
     env.filters["cites"] = _cites
-    env.filters["md"] = _md_cell
     env.globals["max_cites"] = MAX_LISTED_CITES
     return env
 
@@ -53,14 +83,14 @@ def _environment(autoescape: bool) -> jinja2.Environment:
 def render_html(doc: Document) -> str:
     """Return the report as one HTML page with inline CSS and images as data URIs; a Content
     Security Policy forbids the page any network request."""
-    return _environment(autoescape=True).get_template("report.html.j2").render(doc=doc)
+    return _environment().get_template("report.html.j2").render(doc=doc)
 
 
 def render_markdown(doc: Document, figure_dir: str) -> tuple[str, dict[str, bytes]]:
     """Return the report as Markdown and its figures as ``{relative path: PNG bytes}``, the paths
     under ``figure_dir`` (relative to the Markdown file)."""
     files = {f"{figure_dir}/{figure.name}.png": figure.png for figure in doc.figures()}
-    text = _environment(autoescape=False).get_template("report.md.j2").render(doc=doc, figure_dir=figure_dir)
+    text = _environment(markdown_text).get_template("report.md.j2").render(doc=doc, figure_dir=figure_dir)
     return text, files
 
 

@@ -9,14 +9,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from trustai.canonical import sha256_hex
+from trustai.core.canonical import sha256_hex
 from trustai.errors import TrustaiUserError
 
 # Reuses the policy pack's YAML line map so system.yaml errors name file:line the same way.
-from trustai.policy import _dotted, _line_map, _line_of
+from trustai.packs.yaml_lines import dotted, line_map, line_of, read_yaml
 
 MAX_SYSTEM_BYTES = 1 << 20
 Text = str | None
@@ -167,16 +166,9 @@ def load_system(path: Path) -> tuple[SystemDescription, str]:
         raise TrustaiUserError(f"system.yaml is larger than {MAX_SYSTEM_BYTES} bytes", where=str(path))
     try:
         text = data.decode("utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
     except UnicodeDecodeError:
         raise TrustaiUserError("system.yaml is not UTF-8 text", where=str(path)) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise TrustaiUserError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) from None
-    except RecursionError:
-        raise TrustaiUserError("YAML nested too deeply", where=str(path)) from None
+    node, raw = read_yaml(text, str(path))
     if raw is None:
         return SystemDescription(), sha256_hex(data)
     if not isinstance(raw, dict):
@@ -189,7 +181,7 @@ def load_system(path: Path) -> tuple[SystemDescription, str]:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
         raise TrustaiUserError(
-            f"{_dotted(loc) or '(top level)'}: {err['msg']}",
-            where=f"{path}:{_line_of(_line_map(node), loc)}",
+            f"{dotted(loc) or '(top level)'}: {err['msg']}",
+            where=f"{path}:{line_of(line_map(node), loc)}",
             fix="see the template written by `trustai report --init-system FILE` for the fields",
         ) from None

@@ -12,7 +12,7 @@ from trustai.reports.document import Cite, Content, EvidenceView, Fact, Figure, 
 from trustai.reports.integrity import artifact_intact
 from trustai.reports.model import Item, RunEvidence
 
-from trustai.regulatory import describe
+from trustai.packs.regulatory import describe
 
 MAX_TABLE_ROWS = 20
 MAX_PANEL_ROWS = 30
@@ -120,11 +120,19 @@ def _facts(item: Item, cites: list[Cite]) -> list[Fact]:
     )
     inputs = {k: v for k, v in sorted((p.get("inputs") or {}).items()) if v is not None}
     if inputs:
-        facts.append(Fact("Inputs", "; ".join(f"{k}: {cell(v)}" for k, v in inputs.items()), cites=cites))
+        facts.append(
+            Fact("Inputs", "; ".join(f"{k}: {cell(v)}" for k, v in inputs.items()), cites=cites)
+        )
     if p.get("params"):
         facts.append(Fact("Parameters", cell(p["params"]), cites=cites))
     if p.get("error"):
         facts.append(Fact("Audit error", cell(p["error"]), cites=cites))
+    if p.get("inconclusive"):
+        unmeasured = p.get("inconclusive_metrics")
+        about = f" (about {', '.join(map(str, unmeasured))})" if unmeasured else ""
+        facts.append(Fact("Not measured", cell(p["inconclusive"]) + about, cites=cites))
+    for metric, bound in sorted((p.get("exceeds") or {}).items()):
+        facts.append(Fact(str(metric), f"> {cell(bound)} (not measured further)", cites=cites))
     return facts
 
 

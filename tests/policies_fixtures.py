@@ -31,7 +31,7 @@ from lerobot.policies.pi_gemma import PaliGemmaForConditionalGenerationWithPiGem
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.processor import TokenizerProcessorStep
 
-from trustai.synthetic import make_synthetic_dataset
+from trustai.lerobot.synthetic import make_synthetic_dataset
 
 CAMERAS = ("observation.images.top", "observation.images.wrist")
 IMAGE_SHAPE = (3, 32, 32)

@@ -11,7 +11,7 @@ def train_tiny_act(config: dict) -> None:
     import torch
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from trustai.synthetic import tiny_act
+    from tests.tiny_policies import tiny_act
 
     root = Path(config["dataset_root"])
     policy, pre, post = tiny_act(root)

@@ -25,8 +25,8 @@ from tests.policies_fixtures import (
     training_batch,
     write_tiny_tokenizer,
 )
-from trustai.adapters import PolicyAdapter
 from trustai.errors import TrustaiUserError
+from trustai.lerobot.adapter import PolicyAdapter
 
 HORIZON = {"act": 5, "diffusion": 8, "pi05": 5}  # action frames a training sample carries
 
@@ -135,7 +135,7 @@ def test_actions_equal_lerobot_inference_with_the_same_noise(adapter: PolicyAdap
 
 
 def test_actions_leave_train_mode_and_global_rng_alone(built: tuple[Any, Any, Any]) -> None:
-    live = PolicyAdapter.from_policy(*built)
+    live = PolicyAdapter(*built)
     live.policy.train()
     rng = torch.get_rng_state()
     try:
@@ -152,7 +152,7 @@ def test_live_policy_and_its_checkpoint_predict_the_same(
 ) -> None:
     batch = observation_batch(2, seed=3)
     with torch.no_grad():
-        assert torch.allclose(PolicyAdapter.from_policy(*built).actions(batch), adapter.actions(batch))
+        assert torch.allclose(PolicyAdapter(*built).actions(batch), adapter.actions(batch))
 
 
 def test_per_sample_loss_is_finite_deterministic_and_per_row(adapter: PolicyAdapter) -> None:

@@ -1,7 +1,9 @@
 """`trustai audit` on checkpoints of a real governed LeRobot run: it appends evidence to the run's
 ledger, re-signs a card that verifies, gates on block findings (exit 1), starts a ledger in --out for
 a checkpoint no run owns, and refuses bad input (exit 2) or a tampered checkpoint (exit 1) before
-writing anything. The run's own checkpoint stage ran the same audits from the training hook.
+writing anything; a checkpoint the ledger records as signed is never re-signed once its model.sig is
+gone or its weights differ from the recorded digest, and pickle files are never signed. The run's own
+checkpoint stage ran the same audits from the training hook.
 `--all` audits every checkpoint of the run in parallel on Ray (local, or a cluster's address) into
 the run's one ledger, with progress bars over checkpoints and audits."""
 
@@ -21,16 +23,19 @@ import ray
 import torch
 from rich.console import Console
 from rich.progress import Progress
+from trustai.training_hooks.lerobot_train import governed_train
 
-from trustai.audit_command import run_audit
-from trustai.audit_plan import plan_audit
+from tests.reliability.forgery import nudge_weights
+from trustai.attest.keys import generate_keypair
+from trustai.attest.signing import sign_folder
+from trustai.attest.verify import verify_checkpoint
 from trustai.cli import main
-from trustai.demo import demo_train_flags
-from trustai.keys import generate_keypair
-from trustai.ledger import Ledger
-from trustai.lerobot_train import governed_train
-from trustai.synthetic import make_synthetic_dataset
-from trustai.verify import verify_checkpoint
+from trustai.cli.audit import run_audit
+from trustai.cli.audit_plan import plan_audit
+from trustai.cli.demo import demo_train_flags
+from trustai.core.ledger import Ledger
+from trustai.errors import TrustaiUserError
+from trustai.lerobot.synthetic import make_synthetic_dataset
 
 LIGHT_PACK = """
 name: audit-light
@@ -136,7 +141,7 @@ def test_training_hook_ran_robustness_and_explainability_at_the_checkpoint(run: 
 def test_audit_appends_evidence_and_re_signs_a_card_that_verifies(run: dict[str, Path]) -> None:
     ledger = run["run"] / "trustai" / "ledger.sqlite"
     before = len(Ledger(ledger, create=False).records())
-    args = ["audit", run["checkpoint"], "--dataset", run["dataset"], "--policy", run["tmp"] / "light.yaml"]
+    args = ["audit", run["checkpoint"], "--dataset", run["dataset"], "--pack", run["tmp"] / "light.yaml"]
     args += ["--frames", 1, "--key", run["key"], "--public-key", run["public"]]
     result = subprocess.run(
         [Path(sys.executable).parent / "trustai", *map(str, args)], capture_output=True, text=True
@@ -162,7 +167,7 @@ def test_a_failing_block_check_exits_1_and_the_card_says_blocked(
 ) -> None:
     checkpoint = copy_run(run, tmp_path / "run")
     code, out, _ = trustai(
-        capsys, monkeypatch, "audit", checkpoint, "--dataset", run["dataset"], "--policy",
+        capsys, monkeypatch, "audit", checkpoint, "--dataset", run["dataset"], "--pack",
         run["tmp"] / "blocking.yaml", "--key", run["key"], "--public-key", run["public"],
     )  # fmt: skip
     assert code == 1 and "gate:   blocked" in out
@@ -178,7 +183,7 @@ def test_a_checkpoint_no_run_owns_gets_a_new_ledger_in_out(
     for leftover in ("trustai", "README.md", "model.sig"):  # as LeRobot itself saved it
         path = checkpoint / leftover
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    args = ["audit", checkpoint, "--dataset", run["dataset"], "--policy", run["tmp"] / "light.yaml"]
+    args = ["audit", checkpoint, "--dataset", run["dataset"], "--pack", run["tmp"] / "light.yaml"]
     args += ["--key", run["key"]]
     missing_out = trustai(capsys, monkeypatch, *args)
     assert missing_out[0] == 2 and "--out" in missing_out[2]
@@ -211,7 +216,7 @@ def _drop_config(checkpoint: Path) -> None:
         (_pickle_weights, [], "pickle format"),
         (_drop_config, [], "config.json is missing"),
         (None, ["--dataset", "{mismatched}"], "does not match the act policy's inputs"),
-        (None, ["--policy", "{tmp}/data-only.yaml"], "has no checkpoint-stage checks"),
+        (None, ["--pack", "{tmp}/data-only.yaml"], "has no checkpoint-stage checks"),
         (None, ["--key", "{tmp}/missing.pem"], "signing key not found"),
         (None, ["--out", "{tmp}/elsewhere"], "belongs to the governed run"),
     ],
@@ -232,7 +237,7 @@ def test_bad_input_exits_2_and_writes_nothing(
     before = snapshot(tmp_path)
     options = {
         "--dataset": str(run["dataset"]),
-        "--policy": str(run["tmp"] / "light.yaml"),
+        "--pack": str(run["tmp"] / "light.yaml"),
         "--key": str(run["key"]),
     }
     options |= dict(
@@ -254,6 +259,17 @@ def test_a_missing_checkpoint_exits_2(
     assert code == 2 and "not found" in err
 
 
+def test_the_deprecated_policy_option_still_selects_the_pack(
+    run: dict[str, Path], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = trustai(
+        capsys, monkeypatch, "audit", run["checkpoint"], "--dataset", run["dataset"], "--policy",
+        run["tmp"] / "data-only.yaml", "--key", run["key"],
+    )  # fmt: skip
+    assert code == 2 and "'data-only' has no checkpoint-stage checks" in err, err
+    assert "--policy is deprecated: use --pack" in err
+
+
 def test_a_tampered_checkpoint_is_not_audited_or_re_signed(
     run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,11 +278,96 @@ def test_a_tampered_checkpoint_is_not_audited_or_re_signed(
     readme.write_text(readme.read_text() + "\nAll checks passed.\n")
     before = snapshot(tmp_path)
     code, out, _ = trustai(
-        capsys, monkeypatch, "audit", checkpoint, "--dataset", run["dataset"], "--policy",
+        capsys, monkeypatch, "audit", checkpoint, "--dataset", run["dataset"], "--pack",
         run["tmp"] / "light.yaml", "--key", run["key"], "--public-key", run["public"],
     )  # fmt: skip
     assert code == 1 and "README.md" in out and "refusing" in out
     assert snapshot(tmp_path) == before
+
+
+def _drop_signature(model: Path) -> None:
+    (model / "model.sig").unlink()
+
+
+def _drop_signature_and_card(model: Path) -> None:  # as LeRobot itself saved it
+    (model / "model.sig").unlink()
+    shutil.rmtree(model / "trustai")
+    (model / "README.md").unlink()
+
+
+@pytest.mark.parametrize("strip", [_drop_signature, _drop_signature_and_card])
+def test_deleting_the_signature_never_launders_changed_weights(
+    run: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    strip: Callable[[Path], None],
+) -> None:
+    checkpoint = copy_run(run, tmp_path / "run")
+    model = checkpoint / "pretrained_model"
+    nudge_weights(model)
+    strip(model)
+    before = snapshot(tmp_path)
+    code, out, err = trustai(
+        capsys, monkeypatch, "audit", checkpoint, "--dataset", run["dataset"], "--pack",
+        run["tmp"] / "light.yaml", "--key", run["key"], "--public-key", run["public"],
+    )  # fmt: skip
+    said = " ".join(out.split())
+    assert code == 1, out + err
+    assert str(model) in "".join(out.split())  # the folder is named, however the console wrapped it
+    assert "signed before" in said and "signature missing" in said and "refusing" in said
+    assert snapshot(tmp_path) == before and not (model / "model.sig").exists()
+
+
+def test_a_re_signed_folder_whose_weights_differ_from_the_recorded_digest_is_refused(
+    run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = copy_run(run, tmp_path / "run")
+    model = checkpoint / "pretrained_model"
+    args = ["audit", checkpoint, "--dataset", run["dataset"], "--pack", run["tmp"] / "light.yaml"]
+    args += ["--frames", 1, "--key", run["key"], "--public-key", run["public"]]
+    assert trustai(capsys, monkeypatch, *args)[0] == 0  # records the weights digest it signed
+    nudge_weights(model)
+    sign_folder(model, run["key"])  # whoever holds the key signs other weights outside trustai
+    assert verify_checkpoint(checkpoint, run["public"]).ok
+    before = snapshot(tmp_path)
+
+    code, out, err = trustai(capsys, monkeypatch, *args)
+
+    said = " ".join(out.split())
+    assert code == 1, out + err
+    assert "weights digest differs from the recorded one" in said and "refusing" in said
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "model.pt", "extra.pth", "state.pkl", "last.ckpt"])
+def test_signing_refuses_pickle_files_beside_the_weights(
+    run: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    model = Path(shutil.copytree(run["checkpoint"] / "pretrained_model", tmp_path / "model"))
+    (model / "model.sig").unlink()
+    (model / "trustai" / name).write_bytes(b"not weights")
+    with pytest.raises(TrustaiUserError, match=f"refusing to sign pickle-format files: trustai/{name}"):
+        sign_folder(model, run["key"])
+    assert not (model / "model.sig").exists()
+
+
+def test_audit_refuses_pickle_files_beside_safetensors_before_writing(
+    run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = Path(shutil.copytree(run["checkpoint"] / "pretrained_model", tmp_path / "model"))
+    for leftover in ("trustai", "README.md", "model.sig"):  # as LeRobot itself saved it
+        path = checkpoint / leftover
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    torch.save({"weights": torch.zeros(1)}, checkpoint / "pytorch_model.bin")
+    before = snapshot(tmp_path)
+    code, out, err = trustai(
+        capsys, monkeypatch, "audit", checkpoint, "--dataset", run["dataset"], "--pack",
+        run["tmp"] / "light.yaml", "--key", run["key"], "--out", tmp_path / "audits",
+    )  # fmt: skip
+    assert code == 2, out + err
+    assert "refusing to sign pickle-format files: pytorch_model.bin" in " ".join(err.split())
+    assert snapshot(tmp_path) == before and not (tmp_path / "audits").exists()
 
 
 @pytest.fixture(scope="module")
@@ -340,7 +441,7 @@ def test_audit_all_on_a_ray_cluster_address_gates_every_checkpoint(
     run: dict[str, Path], tmp_path: Path
 ) -> None:
     run_dir = copy_run(run, tmp_path / "run").parent.parent
-    args = ["audit", run_dir, "--all", "--dataset", run["dataset"], "--policy", run["tmp"] / "blocking.yaml"]
+    args = ["audit", run_dir, "--all", "--dataset", run["dataset"], "--pack", run["tmp"] / "blocking.yaml"]
     args += ["--frames", 1, "--key", run["key"], "--public-key", run["public"]]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -385,7 +486,7 @@ def test_audit_all_with_bad_input_exits_2_and_writes_nothing(
     before = snapshot(tmp_path)
     target = checkpoint if where == "checkpoint" else checkpoint.parent.parent
     code, out, err = trustai(
-        capsys, monkeypatch, "audit", target, "--all", "--dataset", run["dataset"], "--policy",
+        capsys, monkeypatch, "audit", target, "--all", "--dataset", run["dataset"], "--pack",
         run["tmp"] / "light.yaml", "--key", run["key"], *extra,
     )  # fmt: skip
     assert code == 2, out + err
@@ -401,7 +502,7 @@ def test_audit_all_refuses_the_whole_run_when_one_checkpoint_was_tampered(
     readme.write_text(readme.read_text() + "\nAll checks passed.\n")
     before = snapshot(tmp_path)
     code, out, _ = trustai(
-        capsys, monkeypatch, "audit", run_dir, "--all", "--dataset", run["dataset"], "--policy",
+        capsys, monkeypatch, "audit", run_dir, "--all", "--dataset", run["dataset"], "--pack",
         run["tmp"] / "light.yaml", "--key", run["key"], "--public-key", run["public"],
     )  # fmt: skip
     assert code == 1 and "000002: " in out and "README.md" in out and "refusing" in out

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import ray
+from trustai.training_hooks.lerobot_train import governed_train
 
-from trustai.demo import demo_train_flags
-from trustai.keys import generate_keypair
-from trustai.lerobot_train import governed_train
-from trustai.policy import parse_pack
-from trustai.synthetic import make_synthetic_dataset
-from trustai.verify import verify_checkpoint
+from trustai.attest.keys import generate_keypair
+from trustai.attest.verify import verify_checkpoint
+from trustai.cli.demo import demo_train_flags
+from trustai.lerobot.synthetic import make_synthetic_dataset
+from trustai.packs import parse_pack
 
 BIN = Path(sys.executable).parent
 
@@ -141,7 +141,7 @@ def test_async_ray_audits_record_every_checkpoint_and_survive_worker_death(works
     assert sorted(c["step"] for c in cards if not c["release"]) == [3, 6]
     for ckpt in ("000003", "000006"):
         report = verify_checkpoint(run_dir / "checkpoints" / ckpt, tmp / "k.pub")
-        assert report.ok, [(c.name, c.problems) for c in report.checks]
+        assert report.ok, [(c.name, c.problems) for c in report.steps]
 
 
 def test_two_process_accelerate_run_writes_one_ledger_and_one_card_per_checkpoint(workspace, tmp_path):
@@ -173,7 +173,7 @@ def test_two_process_accelerate_run_writes_one_ledger_and_one_card_per_checkpoin
         "-m",
         "trustai",
         "train",
-        "--policy",
+        "--pack",
         pack,
         "--key",
         tmp / "k.pem",
@@ -228,7 +228,7 @@ def test_ray_train_torchtrainer_is_governed(workspace, local_ray, tmp_path):
 
 
 def test_monitor_checks_on_ray_compare_against_their_reference(workspace, local_ray, tmp_path):
-    from trustai.evidence import Stage
+    from trustai.core.evidence import Stage
     from trustai.governance import Governance
 
     _, dataset = workspace

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 from trustai.audits.explainability import AttributionParams, Attributions, _deletion_metrics
+from trustai.audits.explainability.attribution import METHODS, area_under, target_function
 
 from tests.policies_fixtures import (
     features_dataset,
@@ -19,11 +20,10 @@ from tests.policies_fixtures import (
     tiny_pi05_architecture,
     write_tiny_tokenizer,
 )
-from trustai.adapters import PolicyAdapter
-from trustai.attribution import METHODS, area_under, target_function
-from trustai.audit import AuditContext
-from trustai.checkpoint_inputs import FeatureStats
-from trustai.evidence import Stage
+from trustai.core.audit import AuditContext
+from trustai.core.evidence import Stage
+from trustai.lerobot.adapter import PolicyAdapter
+from trustai.lerobot.checkpoint_inputs import FeatureStats
 
 IGNORED = "observation.images.wrist"
 
@@ -47,7 +47,7 @@ def ignoring(built: tuple[Any, Any, Any], camera: str) -> PolicyAdapter:
     def preprocess(batch: dict[str, Any]) -> Any:
         return preprocessor({**batch, camera: batch[camera] * 0.0 + 0.5})
 
-    return PolicyAdapter.from_policy(policy, preprocess, postprocessor)
+    return PolicyAdapter(policy, preprocess, postprocessor)
 
 
 @pytest.fixture(scope="module", params=["act", "diffusion", "pi05"])

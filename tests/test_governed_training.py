@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
+from trustai.training_hooks.lerobot_train import governed_train
 
-from trustai.audit import Audit, Measurement, register
-from trustai.demo import demo_train_flags
-from trustai.evidence import Stage
-from trustai.keys import generate_keypair
-from trustai.lerobot_train import governed_train
-from trustai.policy import parse_pack
-from trustai.synthetic import make_synthetic_dataset
-from trustai.verify import verify_checkpoint
+from trustai.attest.keys import generate_keypair
+from trustai.attest.verify import verify_checkpoint
+from trustai.cli.demo import demo_train_flags
+from trustai.core.audit import Audit, Measurement, register
+from trustai.core.evidence import Stage
+from trustai.lerobot.synthetic import make_synthetic_dataset
+from trustai.packs import parse_pack
 
 BIN = Path(sys.executable).parent
 
@@ -88,7 +88,7 @@ def test_training_completes_with_ledger_and_signed_cards(run):
     for ckpt in checkpoints:
         assert (ckpt / "model.sig").is_file() and (ckpt / "trustai" / "card.json").is_file()
         report = verify_checkpoint(ckpt, pub)
-        assert report.ok, [(c.name, c.problems) for c in report.checks]
+        assert report.ok, [(c.name, c.problems) for c in report.steps]
         stock = subprocess.run(
             [
                 BIN / "model_signing",
@@ -111,7 +111,7 @@ def test_ledger_holds_every_stage_and_finding(run):
     db = sqlite3.connect(run_dir / "trustai" / "ledger.sqlite")
     kinds = [r[0] for r in db.execute("SELECT kind FROM records ORDER BY seq")]
     stages = {r[0] for r in db.execute("SELECT stage FROM records WHERE kind = 'finding'")}
-    assert kinds[0] == "run.start" and kinds[-1] == "run.end"
+    assert kinds[0] == "run.start" and kinds[-2:] == ["run.end", "anchor"]
     assert stages == {"data", "train", "checkpoint", "release"}
     assert kinds.count("card") == 3  # two checkpoint cards and the release card
 
@@ -164,7 +164,7 @@ def test_flipping_one_byte_fails_verification_and_names_the_file(run, tmp_path, 
     path.write_bytes(bytes(data))
     report = verify_checkpoint(ckpt, pub)
     assert not report.ok
-    problems = [p for c in report.checks for p in c.problems]
+    problems = [p for c in report.steps for p in c.problems]
     assert any(named in p for p in problems), problems
     cli = subprocess.run(
         [BIN / "trustai", "verify", ckpt, "--public-key", pub], capture_output=True, text=True
@@ -188,7 +188,7 @@ def test_flipping_one_byte_in_a_ledger_record_is_named(run, tmp_path):
     assert cli.returncode == 1 and "record 5 " in cli.stdout
     report = verify_checkpoint(copy / "checkpoints" / "000012", pub)
     assert not report.ok
-    assert any("record 5 " in p for c in report.checks for p in c.problems)
+    assert any("record 5 " in p for c in report.steps for p in c.problems)
 
 
 def test_truncated_ledger_tail_is_caught_by_the_card_anchor(run, tmp_path):
@@ -200,4 +200,4 @@ def test_truncated_ledger_tail_is_caught_by_the_card_anchor(run, tmp_path):
     db.close()
     report = verify_checkpoint(copy / "checkpoints" / "000012", pub)
     assert not report.ok
-    assert any("missing" in p for c in report.checks for p in c.problems)
+    assert any("missing" in p for c in report.steps for p in c.problems)

@@ -1,16 +1,32 @@
+import math
 import sqlite3
 
 import pytest
+from pydantic import ValidationError
 
+from trustai.core.canonical import canonical_json
+from trustai.core.evidence import Evidence, Finding, Severity, Stage, Status, ThresholdResult
+from trustai.core.ledger import Ledger
+from trustai.core.records import (
+    CardRecord,
+    FindingRecord,
+    HookError,
+    PackDigest,
+    PackRecord,
+    PrivacyStop,
+    RecordKind,
+    RunEnd,
+    RunStart,
+    StageEvent,
+)
 from trustai.errors import TrustaiUserError
-from trustai.ledger import Ledger
 
 
 @pytest.fixture
 def ledger(tmp_path):
     led = Ledger(tmp_path / "trustai" / "ledger.sqlite")
     for i in range(5):
-        led.append("evidence", {"i": i, "metrics": {"x": i / 3}}, stage="data")
+        led.append(RecordKind.STAGE, StageEvent(stage=Stage.DATA, step=i), stage="data")
     yield led
     led.close()
 
@@ -28,7 +44,7 @@ def test_intact_chain_verifies(ledger):
     assert report.ok, report.problems
     assert report.records == 5
     assert ledger.head().seq == 5
-    assert [r.payload["i"] for r in ledger.records()] == [0, 1, 2, 3, 4]
+    assert [r.payload["step"] for r in ledger.records()] == [0, 1, 2, 3, 4]
 
 
 def test_append_only_triggers_refuse_update_and_delete(ledger):
@@ -81,3 +97,107 @@ def test_corrupt_file_is_reported_not_raised(tmp_path):
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(TrustaiUserError, match="not a readable SQLite"):
         Ledger(path, create=False).verify()
+
+
+EVIDENCE = Evidence(
+    audit="testing.curves",
+    audit_version="1",
+    stage=Stage.CHECKPOINT,
+    check_id="curves",
+    metrics={"accuracy": 0.75, "worst": math.inf},
+    tables={"curve": [{"severity": 1, "accuracy": math.nan}]},
+)
+FINDING = Finding(
+    check_id="curves",
+    audit="testing.curves",
+    stage=Stage.CHECKPOINT,
+    status=Status.WARN,
+    severity=Severity.WARN,
+    message="accuracy 0.75 < 0.9",
+    thresholds=[ThresholdResult(metric="accuracy", op="min", limit=0.9, value=0.75, held=False)],
+    evidence_digest=EVIDENCE.digest(),
+)
+CITED = {"seq": 3, "hash": "ab" * 32, "kind": "evidence"}
+CHECKS = [{"id": "curves", "stage": "checkpoint", "thresholds": {"accuracy": {"min": 0.9, "max": None}}}]
+PACK = {"name": "p", "version": 2, "digest": "cd" * 32, "source": "p.yaml", "checks": CHECKS}
+MANIFEST = {"seed": 7, "train_config": {"lr": math.nan, "steps": [1, 2]}, "resume": {"sealed_steps": [2]}}
+CARD = {"checkpoint": "checkpoints/000004/pretrained_model", "step": 4, "release": True, "card_digest": "f"}
+STOP = {
+    "step": 3,
+    "steps_planned": 10,
+    "epsilon": 7.9,
+    "target_epsilon": 8.0,
+    "delta": 1e-5,
+    "checkpoint": "c",
+}
+END = {"steps": 8, "ranks": 1, "audits_finished_in_time": True, "setup_s": 0.5, "loop_blocked_s": 0.0}
+AUDIT = {"trigger": "trustai audit", "policy_pack": {"name": "p", "digest": "e"}}
+# (kind, the typed payload, the dict the writers stored before the payloads were typed)
+WRITTEN_BEFORE = [
+    (
+        RecordKind.RUN_START,
+        RunStart(policy_pack=PackRecord(**PACK), manifest=MANIFEST),
+        {"policy_pack": PACK, "manifest": MANIFEST},
+    ),
+    (RecordKind.STAGE, StageEvent(stage=Stage.DATA, step=0), {"stage": "data", "step": 0}),
+    (RecordKind.STAGE, StageEvent(stage=Stage.RELEASE, step=None), {"stage": "release", "step": None}),
+    (
+        RecordKind.STAGE,
+        StageEvent(
+            stage=Stage.CHECKPOINT,
+            step=4,
+            trigger="trustai audit",
+            policy_pack=PackDigest(name="p", digest="e"),
+        ),
+        {"stage": "checkpoint", "step": 4, **AUDIT},
+    ),
+    (RecordKind.EVIDENCE, EVIDENCE, EVIDENCE.canonical()),
+    (
+        RecordKind.FINDING,
+        FindingRecord(**FINDING.model_dump(), evidence_record=CITED),
+        {**FINDING.canonical(), "evidence_record": CITED},
+    ),
+    (RecordKind.CARD, CardRecord(**CARD, signed=False), {**CARD, "signed": False}),
+    (RecordKind.PRIVACY_STOP, PrivacyStop(**STOP), STOP),
+    (
+        RecordKind.HOOK_ERROR,
+        HookError(hook="_on_barrier", error="OSError('disk full')"),
+        {"hook": "_on_barrier", "error": "OSError('disk full')"},
+    ),
+    (
+        RecordKind.RUN_END,
+        RunEnd(**END, release_wait_s=1.25, release_checkpoint=None),
+        {**END, "release_wait_s": 1.25, "release_checkpoint": None},
+    ),
+    (
+        RecordKind.RUN_END,
+        RunEnd(trainer="ray", release_checkpoint="/r/c"),
+        {"trainer": "ray", "release_checkpoint": "/r/c"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "typed", "before"), WRITTEN_BEFORE)
+def test_typed_records_store_the_bytes_their_writers_stored_before(tmp_path, kind, typed, before):
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        from_model = ledger.append(kind, typed)
+        from_dict = ledger.append(kind, before)
+        assert ledger.verify().ok
+    stored = sqlite3.connect(tmp_path / "ledger.sqlite").execute("SELECT payload FROM records ORDER BY seq")
+    assert [row[0] for row in stored] == [canonical_json(before).decode()] * 2
+    assert from_model.payload_sha256 == from_dict.payload_sha256
+
+
+def test_append_refuses_a_payload_its_kind_does_not_hold(tmp_path):
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        with pytest.raises(ValueError, match=r"'run\.begin' is not a valid RecordKind"):
+            ledger.append("run.begin", {"manifest": {}})
+        with pytest.raises(ValidationError, match="step"):
+            ledger.append(RecordKind.STAGE, {"stage": "data"})
+        with pytest.raises(ValidationError, match="extra"):
+            ledger.append(RecordKind.HOOK_ERROR, {"hook": "h", "error": "e", "when": "now"})
+        with pytest.raises(TypeError, match="a finding record takes a FindingRecord, not a Finding"):
+            ledger.append(RecordKind.FINDING, FINDING)
+        opened = {"policy_pack": PACK, "manifest": {"anything": {"a trainer": ["records"]}}}
+        assert ledger.append(RecordKind.RUN_START, opened).payload == opened  # the manifest is open
+        assert [r.kind for r in ledger.records()] == ["run.start"]

@@ -1,5 +1,6 @@
 """The design card's root folders map into the one namespace trustai.* in editable and wheel installs."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,8 @@ def test_editable_install_maps_root_folders_into_trustai():
     assert Path(trustai.policies.__file__).parent == ROOT / "policies"
     names = ("audits", "training_hooks", "reports", "policies")
     probe = f"import importlib.util as u; print(any(u.find_spec(m) for m in {names!r}))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # conftest adds the repo for tests/
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/", env=env)
     assert out.stdout.strip() == "False", "no generic top-level module may be importable"
 
 
@@ -38,12 +40,12 @@ def test_wheel_holds_only_the_trustai_namespace(tmp_path):
     top = {n.split("/")[0] for n in names}
     assert top == {"trustai", next(t for t in top if t.endswith(".dist-info"))}
     for expected in [
-        "trustai/audits/data.py",
+        "trustai/audits/data/__init__.py",
         "trustai/training_hooks/lerobot.py",
         "trustai/reports/__init__.py",
         "trustai/policies/default.yaml",
         "trustai/policies/eu-ai-act-high-risk.yaml",
-        "trustai/cli.py",
+        "trustai/cli/__init__.py",
     ]:
         assert expected in names, expected
     assert not any(n.startswith("tests/") for n in names)

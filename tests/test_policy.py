@@ -5,9 +5,10 @@ import pytest
 from typer.testing import CliRunner
 
 from trustai.cli import app
+from trustai.core.evidence import Evidence, Severity, Stage, Status
+from trustai.core.gate import blocks
 from trustai.errors import TrustaiUserError
-from trustai.evidence import Evidence, Severity, Stage, Status
-from trustai.policy import Check, judge, load_pack, parse_pack, shipped_packs
+from trustai.packs import Check, judge, load_pack, parse_pack, shipped_packs
 
 GOOD = """\
 name: mine
@@ -42,6 +43,8 @@ def test_shipped_packs_validate():
         (GOOD.replace("stage: train", "stage: data"), 5, "checks[0].stage"),
         (GOOD + "    params: {window: 0}\n", 11, "checks[0].params.window"),
         (GOOD + "    colour: red\n", 11, "checks[0].colour"),
+        (GOOD.replace("divergence_ratio:", "divergence_ratoi:"), 7, "checks[0].thresholds.divergence_ratoi"),
+        (GOOD + "    inconclusive: pass\n", 11, "checks[0].inconclusive"),
     ],
 )
 def test_malformed_pack_names_file_line_and_key(text, line, key):
@@ -50,6 +53,21 @@ def test_malformed_pack_names_file_line_and_key(text, line, key):
     message = str(err.value)
     assert f"packs/mine.yaml:{line}" in message
     assert key in message
+
+
+def test_a_threshold_on_a_metric_the_audit_never_produces_fails_validation():
+    pack = (
+        GOOD.replace("train.health", "robustness.closed_loop")
+        .replace("stage: train", "stage: checkpoint")
+        .replace("divergence_ratio", "success_rate_drp")
+        .replace("steps: {min: 1}", "success_rate_clean: {min: 0.5}")
+    )
+    with pytest.raises(TrustaiUserError) as err:
+        parse_pack(pack, "packs/pusht.yaml")
+    message = str(err.value)
+    assert "packs/pusht.yaml:7" in message and "no metric 'success_rate_drp'" in message
+    assert "success_rate_drop" in err.value.fix  # the valid names
+    parse_pack(pack.replace("success_rate_drp", "success_rate_drop"), "packs/pusht.yaml")
 
 
 def test_invalid_yaml_and_wrong_shape():
@@ -64,10 +82,10 @@ def test_validate_cli_exit_codes(tmp_path):
     bad.write_text(GOOD.replace("severity: block", "severity: blocker"))
     good = tmp_path / "good.yaml"
     good.write_text(GOOD)
-    ok = CliRunner().invoke(app, ["policy", "validate", str(good)])
+    ok = CliRunner().invoke(app, ["pack", "validate", str(good)])
     assert ok.exit_code == 0, ok.output
     out = subprocess.run(
-        [sys.executable, "-m", "trustai", "policy", "validate", str(bad)], capture_output=True, text=True
+        [sys.executable, "-m", "trustai", "pack", "validate", str(bad)], capture_output=True, text=True
     )
     assert out.returncode == 2
     assert f"{bad}:9" in out.stderr and "checks[0].severity" in out.stderr
@@ -84,13 +102,13 @@ def test_judge_pass_fail_warn_error():
     check = Check.model_validate(parse_pack(GOOD, "g.yaml").checks[0].model_dump())
     assert judge(check, _evidence(divergence_ratio=1.0, steps=10)).status == Status.PASS
     failed = judge(check, _evidence(divergence_ratio=5.0, steps=10))
-    assert failed.status == Status.FAIL and failed.blocks and "divergence_ratio" in failed.message
+    assert failed.status == Status.FAIL and blocks(failed) and "divergence_ratio" in failed.message
     missing = judge(check, _evidence(steps=10))
     assert missing.status == Status.FAIL
     warn = judge(
         check.model_copy(update={"severity": Severity.WARN}), _evidence(divergence_ratio=5.0, steps=1)
     )
-    assert warn.status == Status.WARN and not warn.blocks
+    assert warn.status == Status.WARN and not blocks(warn)
     broken = _evidence().model_copy(update={"error": "RuntimeError: boom"})
     errored = judge(check, broken)
-    assert errored.status == Status.ERROR and errored.blocks
+    assert errored.status == Status.ERROR and blocks(errored)

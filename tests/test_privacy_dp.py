@@ -17,7 +17,7 @@ from lerobot.policies import make_policy, make_pre_post_processors
 from lerobot.policies.act.modeling_act import ACTPolicy
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, default_collate
-from trustai.training_hooks.dp_budget import DPParams, PrivacyBudgetExhausted, dp_epsilon
+from trustai.audits.privacy.dp_budget import DPParams, PrivacyBudgetExhausted, dp_epsilon
 from trustai.training_hooks.dp_layers import (
     LayoutAwareHooks,
     PhantomCollate,
@@ -25,17 +25,17 @@ from trustai.training_hooks.dp_layers import (
     probe_layout,
     weigh_phantoms,
 )
+from trustai.training_hooks.lerobot_train import governed_train, parse_train_config
 from trustai.training_hooks.privacy import LeRobotRun, privatize
 from typer.testing import CliRunner
 
-from trustai.demo import demo_train_flags
+from trustai.attest.keys import generate_keypair
+from trustai.attest.verify import verify_checkpoint
+from trustai.cli.demo import demo_train_flags
+from trustai.core.ledger import Ledger
 from trustai.errors import TrustaiUserError
-from trustai.keys import generate_keypair
-from trustai.ledger import Ledger
-from trustai.lerobot_train import governed_train, parse_train_config
-from trustai.policy import load_pack, parse_pack
-from trustai.synthetic import make_synthetic_dataset
-from trustai.verify import verify_checkpoint
+from trustai.lerobot.synthetic import make_synthetic_dataset
+from trustai.packs import load_pack, parse_pack
 
 NOISE = 1.0
 SAMPLE_RATE = 0.1  # batch 8 of the 80 frames below
@@ -117,7 +117,7 @@ def test_dp_training_reports_finite_epsilon_growing_with_steps(finished):
     assert all(f["status"] == "pass" for f in dp_records(run_dir, "finding"))
     for step in ("000001", "000002"):
         report = verify_checkpoint(run_dir / "checkpoints" / step, pub)
-        assert report.ok, [(c.name, c.problems) for c in report.checks]
+        assert report.ok, [(c.name, c.problems) for c in report.steps]
 
 
 def test_card_states_epsilon_delta_accountant_and_privacy_unit(finished):
@@ -143,7 +143,7 @@ def test_budget_overrun_is_a_block_finding_and_stops_with_a_sealed_final_checkpo
     assert stop.checkpoint == run_dir / "checkpoints" / "000001"
     assert "privacy budget exhausted" in str(stop)
     report = verify_checkpoint(stop.checkpoint, pub)
-    assert report.ok, [(c.name, c.problems) for c in report.checks]
+    assert report.ok, [(c.name, c.problems) for c in report.steps]
     assert Ledger(run_dir / "trustai" / "ledger.sqlite", create=False).verify().ok
     (finding,) = dp_records(run_dir, "finding")
     assert (finding["status"], finding["severity"]) == ("fail", "block")
@@ -159,7 +159,8 @@ def test_budget_overrun_is_a_block_finding_and_stops_with_a_sealed_final_checkpo
 
 
 def test_cli_reports_a_budget_stop_with_exit_code_1(monkeypatch, tmp_path):
-    import trustai.lerobot_train
+    import trustai.training_hooks.lerobot_train
+
     from trustai.cli import app
 
     generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub")
@@ -170,7 +171,7 @@ def test_cli_reports_a_budget_stop_with_exit_code_1(monkeypatch, tmp_path):
     def stopping(*args, **kwargs):
         raise stop
 
-    monkeypatch.setattr(trustai.lerobot_train, "governed_train", stopping)
+    monkeypatch.setattr(trustai.training_hooks.lerobot_train, "governed_train", stopping)
     result = CliRunner().invoke(app, ["train", "--key", str(tmp_path / "k.pem"), "--", "--steps=6"])
     assert result.exit_code == 1
     assert "training stopped" in result.output and "privacy budget exhausted" in result.output

@@ -11,20 +11,23 @@ import numpy as np
 import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from trustai.audits.data.datasheet import PROVIDER_TODO
+from trustai.audits.drift.features import dataset_features, feature_spec, with_steps
+from trustai.audits.drift.permutation import compare_feature, episode_splits, holm
+from trustai.audits.privacy.pii import scan_text
 from typer.testing import CliRunner
 
-from trustai.adapters import PolicyAdapter
-from trustai.audit import AuditContext, Measurement, get_audit
+from tests.planted_faults import Faults, make_faulty_dataset
+from tests.tiny_policies import tiny_act
 from trustai.cli import app
-from trustai.datasets import data_files, dataset_fingerprint, open_dataset_meta
-from trustai.datasheet import PROVIDER_TODO
+from trustai.core.audit import AuditContext, Measurement, get_audit
+from trustai.core.evidence import Stage
+from trustai.core.ledger import Ledger
 from trustai.errors import TrustaiUserError
-from trustai.evidence import Stage
-from trustai.frame_features import dataset_features, feature_spec
 from trustai.governance import Governance
-from trustai.ledger import Ledger
-from trustai.pii import scan_text
-from trustai.synthetic import DatasetFaults, make_synthetic_dataset, tiny_act
+from trustai.lerobot.adapter import PolicyAdapter
+from trustai.lerobot.datasets import data_files, dataset_fingerprint, open_dataset_meta
+from trustai.lerobot.synthetic import make_synthetic_dataset
 
 TOP, WRIST = "observation.images.top", "observation.images.wrist"
 LEFT, RIGHT = "push the block left", "push the block right"
@@ -55,38 +58,52 @@ def one_torch_thread() -> Any:
 def pii_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two 96×128 cameras, a real face on the top camera of episode 2 frame 7, an email in task 1,
     spread over several frame files."""
-    return make_synthetic_dataset(
+    return make_faulty_dataset(
         tmp_path_factory.mktemp("pii") / "ds",
+        Faults(face_frames=[(2, 7)]),
         episodes=4,
         frames_per_episode=12,
         image_size=(96, 128),
         cameras=(TOP, WRIST),
         tasks=(LEFT, EMAIL_TASK),
-        faults=DatasetFaults(face_frames=[(2, 7)]),
         data_files_size_in_mb=1,
     )
 
 
+# Drift compares sessions episode by episode: 8 episodes a side are enough to be significant.
+SESSION = {"episodes": 8, "frames_per_episode": 8}
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_synthetic_dataset(tmp_path_factory.mktemp("ref") / "ds", episodes=4, frames_per_episode=20)
+    return make_synthetic_dataset(tmp_path_factory.mktemp("ref") / "ds", **SESSION)
 
 
 @pytest.fixture(scope="module")
-def identical(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_synthetic_dataset(tmp_path_factory.mktemp("same") / "ds", episodes=4, frames_per_episode=20)
+def same_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference's scripted controller recorded again, with another seed."""
+    return make_synthetic_dataset(tmp_path_factory.mktemp("same") / "ds", seed=1, **SESSION)
 
 
 @pytest.fixture(scope="module")
-def shifted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Only leftward pushes, other start positions, and brighter lighting."""
+def brighter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``same_process`` under brighter lighting."""
+    return make_faulty_dataset(
+        tmp_path_factory.mktemp("brighter") / "ds", Faults(lighting_offset=40), seed=1, **SESSION
+    )
+
+
+def _jittery_actions(episode: int, frame: int, values: dict[str, Any]) -> dict[str, Any]:
+    noise = np.random.default_rng([episode, frame]).normal(0.0, 0.05, values["action"].shape)
+    return {**values, "action": values["action"] + noise.astype(np.float32)}
+
+
+@pytest.fixture(scope="module")
+def jittery(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``same_process`` with a jittery controller: noise of 0.05 on every action (the block travels
+    0.8 in an episode)."""
     return make_synthetic_dataset(
-        tmp_path_factory.mktemp("shifted") / "ds",
-        episodes=4,
-        frames_per_episode=20,
-        seed=1,
-        tasks=(LEFT,),
-        faults=DatasetFaults(lighting_offset=40),
+        tmp_path_factory.mktemp("jittery") / "ds", seed=1, edit_frame=_jittery_actions, **SESSION
     )
 
 
@@ -102,7 +119,7 @@ def policy_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-# -- tiny ACT policies (trustai.synthetic.tiny_act) ------------------------------------------------------
+# -- tiny ACT policies (tests.tiny_policies.tiny_act) -------------------------------------------------
 
 
 def overfit(root: Path, episodes: list[int], steps: int = 400) -> PolicyAdapter:
@@ -134,13 +151,13 @@ def overfit(root: Path, episodes: list[int], steps: int = 400) -> PolicyAdapter:
         loss.backward()
         optimizer.step()
     policy.eval()
-    return PolicyAdapter.from_policy(policy, preprocessor, postprocessor)
+    return PolicyAdapter(policy, preprocessor, postprocessor)
 
 
 @pytest.fixture(scope="module")
 def fresh_policy(policy_dataset: Path) -> PolicyAdapter:
     policy, preprocessor, postprocessor = tiny_act(policy_dataset)
-    return PolicyAdapter.from_policy(policy.eval(), preprocessor, postprocessor)
+    return PolicyAdapter(policy.eval(), preprocessor, postprocessor)
 
 
 class FailsOnTask(PolicyAdapter):
@@ -192,13 +209,13 @@ def test_pii_sampling_cap_and_bad_camera(pii_dataset: Path, tmp_path: Path) -> N
 
 
 def test_pii_decodes_video_cameras(tmp_path: Path) -> None:
-    videos = make_synthetic_dataset(
+    videos = make_faulty_dataset(
         tmp_path / "videos",
+        Faults(face_frames=[(1, 5)]),
         episodes=3,
         frames_per_episode=12,
         image_size=(96, 128),
         use_videos=True,
-        faults=DatasetFaults(face_frames=[(1, 5)]),
     )
     assert open_dataset_meta(videos).video_keys == [TOP]
     result = run_audit("privacy.pii", Stage.DATA, tmp_path, dataset=videos)
@@ -251,7 +268,6 @@ def test_membership_split_comes_from_the_training_dataset_or_fails_clearly(
     assert {e for e, s in splits.items() if s == "holdout"} <= set(range(2, 8))
     bad = [
         ({"train_episodes": [0, 1], "holdout_episodes": [1, 2]}, "both training and held-out"),
-        ({"train_episodes": list(range(8))}, "trained on every episode"),
         ({"holdout_episodes": [42]}, "not in the dataset"),
     ]
     for params, message in bad:
@@ -354,22 +370,71 @@ def test_group_parity_by_task_alone_and_bad_input(
 # -- drift.features -------------------------------------------------------------------------------------
 
 
-def test_shifted_data_drifts_and_identical_data_does_not(
-    reference: Path, identical: Path, shifted: Path, tmp_path: Path
+def test_a_new_session_of_the_same_process_does_not_drift(
+    reference: Path, same_process: Path, tmp_path: Path
 ) -> None:
-    same = run_audit(
-        "drift.features", Stage.MONITOR, tmp_path / "same", dataset=identical, reference=reference
+    result = run_audit("drift.features", Stage.MONITOR, tmp_path, dataset=same_process, reference=reference)
+    assert result.metrics["features"] == 6 + 6 + 5 + 12  # state, action, 5 camera statistics, steps
+    assert (result.metrics["reference_episodes"], result.metrics["current_episodes"]) == (8, 8)
+    assert (result.metrics["reference_frames"], result.metrics["current_frames"]) == (64, 64)
+    assert (result.metrics["drifted_features"], result.metrics["dataset_drift"]) == (0, False)
+    assert result.artifacts == [tmp_path / "drift_report.html"]
+    assert "<html" in result.artifacts[0].read_text()[:2000].lower()
+
+
+def test_lighting_and_jittery_actions_drift_where_they_should(
+    reference: Path, brighter: Path, jittery: Path, tmp_path: Path
+) -> None:
+    lit = run_audit("drift.features", Stage.MONITOR, tmp_path / "lit", dataset=brighter, reference=reference)
+    jitter = run_audit(
+        "drift.features", Stage.MONITOR, tmp_path / "jit", dataset=jittery, reference=reference
     )
-    moved = run_audit(
-        "drift.features", Stage.MONITOR, tmp_path / "moved", dataset=shifted, reference=reference
+    assert lit.metrics["dataset_drift"] is True and jitter.metrics["dataset_drift"] is True
+    lit_drifted = {row["feature"] for row in lit.tables["features"] if row["drifted"]}
+    assert {f"{TOP}/brightness", f"{TOP}/mean_g"} <= lit_drifted
+    assert lit.metrics["drifted_image_features"] == len(lit_drifted)
+    jitter_drifted = {row["feature"] for row in jitter.tables["features"] if row["drifted"]}
+    assert "action/block_x.target:step" in jitter_drifted
+    assert all(name.startswith("action/") for name in jitter_drifted)
+    assert jitter.metrics["drifted_action_features"] == len(jitter_drifted)
+    for row in lit.tables["features"] + jitter.tables["features"]:
+        assert row["drifted"] == (row["score"] <= row["threshold"] and row["effect"] >= row["min_effect"])
+
+    # A significant difference smaller than min_effect is no drift.
+    strict = run_audit(
+        "drift.features",
+        Stage.MONITOR,
+        tmp_path / "strict",
+        dataset=jittery,
+        reference=reference,
+        params={"min_effect": 1000.0, "images": False},
     )
-    assert same.metrics["features"] == 6 + 6 + 5  # state, action, 5 statistics of one camera
-    assert (same.metrics["drifted_features"], same.metrics["dataset_drift"]) == (0, False)
-    assert moved.metrics["dataset_drift"] is True and moved.metrics["drifted_share"] > 0.5
-    drifted = {row["feature"] for row in moved.tables["features"] if row["drifted"]}
-    assert {f"{TOP}/brightness", "observation.state/block_x", "action/block_x.target"} <= drifted
-    assert moved.artifacts == [tmp_path / "moved" / "drift_report.html"]
-    assert "<html" in moved.artifacts[0].read_text()[:2000].lower()
+    assert any(row["score"] <= row["threshold"] for row in strict.tables["features"])
+    assert strict.metrics["dataset_drift"] is False
+
+
+def test_too_few_episodes_cannot_drift_and_say_so(tmp_path: Path) -> None:
+    small = {"episodes": 4, "frames_per_episode": 8}
+    reference = make_synthetic_dataset(tmp_path / "ref", **small)
+    brighter = make_faulty_dataset(tmp_path / "lit", Faults(lighting_offset=80), seed=1, **small)
+    result = run_audit("drift.features", Stage.MONITOR, tmp_path / "a", dataset=brighter, reference=reference)
+    assert result.metrics["min_p_value"] == 2 / 70  # every split of 4 + 4 episodes, mirrored splits tie
+    assert result.metrics["min_p_value"] > 0.05 / result.metrics["features"]
+    assert result.metrics["dataset_drift"] is False
+
+
+def test_episode_permutation_test_and_holm() -> None:
+    splits = episode_splits(4, 4, permutations=5000, rng=np.random.default_rng(0))
+    assert splits.exact and splits.members.shape == (70, 8)
+    assert splits.members[0].tolist() == [True] * 4 + [False] * 4  # the observed split comes first
+    apart = compare_feature([np.full(5, 0.0)] * 4, [np.full(5, 1.0)] * 4, splits)
+    assert apart.p_value == 2 / 70 and apart.effect > 1
+    mixed = compare_feature([np.array([0.0, 1.0])] * 4, [np.array([1.0, 0.0])] * 4, splits)
+    assert (mixed.p_value, mixed.effect) == (1.0, 0.0)
+    sampled = episode_splits(10, 10, permutations=500, rng=np.random.default_rng(0))
+    assert not sampled.exact and sampled.members.shape == (501, 20) and sampled.min_p_value == 1 / 501
+    assert (sampled.members.sum(axis=1) == 10).all()
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
 
 
 def test_drift_bad_input(reference: Path, tmp_path: Path) -> None:
@@ -386,7 +451,8 @@ def test_drift_features_on_ray_match_inline(pii_dataset: Path) -> None:
     spec = feature_spec(info)
     [inline] = dataset_features([info], spec, max_frames=30)
     [on_ray] = dataset_features([info], spec, max_frames=30, use_ray=True)
-    assert len(inline) == 30
+    assert len(inline) == 30  # 15 pairs of consecutive frames
+    assert with_steps(inline, spec)[spec.step_names].notna().all(axis=1).sum() == 15
     assert np.allclose(inline.to_numpy(), on_ray.to_numpy())
 
 
@@ -436,21 +502,21 @@ def test_datasheet_is_auto_filled_and_marks_provider_fields(pii_dataset: Path, t
 # -- CLI: trustai drift, trustai monitor ----------------------------------------------------------------
 
 
-def test_drift_command(reference: Path, identical: Path, shifted: Path, tmp_path: Path) -> None:
+def test_drift_command(reference: Path, same_process: Path, brighter: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    same = runner.invoke(app, ["drift", "--reference", str(reference), "--current", str(identical)])
+    same = runner.invoke(app, ["drift", "--reference", str(reference), "--current", str(same_process)])
     assert same.exit_code == 0, same.output
-    assert "drifted features: 0 of 17" in same.output
-    moved = runner.invoke(
-        app, ["drift", "--reference", str(reference), "--current", str(shifted), "--out", str(tmp_path)]
-    )
+    assert "drifted features: 0 of 29" in same.output
+    # Lighting moves the 4 colour statistics of the 29 features.
+    arguments = ["--reference", str(reference), "--current", str(brighter), "--max-drift-share", "0.1"]
+    moved = runner.invoke(app, ["drift", *arguments, "--out", str(tmp_path)])
     assert moved.exit_code == 1, moved.output
     assert (tmp_path / "drift_report.html").is_file()
     assert json.loads((tmp_path / "drift.json").read_text())["metrics"]["dataset_drift"] is True
 
 
 def test_monitor_appends_post_market_evidence_to_the_run_ledger(
-    reference: Path, shifted: Path, tmp_path: Path
+    reference: Path, brighter: Path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
     training = shutil.copytree(reference, tmp_path / "training")
@@ -463,7 +529,7 @@ def test_monitor_appends_post_market_evidence_to_the_run_ledger(
     )
     governance.close()
     runner = CliRunner()
-    result = runner.invoke(app, ["monitor", str(run_dir), "--current", str(shifted)])
+    result = runner.invoke(app, ["monitor", str(run_dir), "--current", str(brighter)])
     assert result.exit_code == 0, result.output  # drift is a warning in the default pack
     ledger = Ledger(run_dir / "trustai" / "ledger.sqlite", create=False)
     findings = {r.payload["check_id"]: r.payload for r in ledger.records("finding")}
@@ -471,9 +537,9 @@ def test_monitor_appends_post_market_evidence_to_the_run_ledger(
     assert ledger.verify().ok
     ledger.close()
     assert findings["monitor-drift"]["stage"] == "monitor" and findings["monitor-drift"]["status"] == "warn"
-    assert evidence[0]["inputs"]["dataset_fingerprint"] == dataset_fingerprint(shifted)
+    assert evidence[0]["inputs"]["dataset_fingerprint"] == dataset_fingerprint(brighter)
     assert evidence[0]["artifacts"][0]["path"].endswith("drift_report.html")
 
     (training / "meta" / "stats.json").write_text("{}")  # the training data changed since the run
-    changed = runner.invoke(app, ["monitor", str(run_dir), "--current", str(shifted)])
+    changed = runner.invoke(app, ["monitor", str(run_dir), "--current", str(brighter)])
     assert isinstance(changed.exception, TrustaiUserError) and "fingerprint" in str(changed.exception)

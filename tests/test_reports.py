@@ -10,23 +10,36 @@ import sys
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 from PIL import Image
 from trustai.reports.blocks import BLOCKS
 from trustai.reports.build import build_report, write_report
+from trustai.reports.document import (
+    Cite,
+    Content,
+    Document,
+    EvidenceView,
+    Fact,
+    Figure,
+    Section,
+    Table,
+    Verdict,
+)
 from trustai.reports.frameworks import FRAMEWORKS, MONITOR
 from trustai.reports.render import chromium_args, write
 from trustai.reports.system import SystemDescription, load_system
+from trustai.training_hooks.lerobot_train import governed_train
 
-from trustai.audit import Audit, Measurement, register
+from trustai.attest.keys import generate_keypair
 from trustai.cli import main
-from trustai.demo import demo_train_flags
-from trustai.evidence import Stage
+from trustai.cli.demo import demo_train_flags
+from trustai.core.audit import Audit, Measurement, Metric, declare, register
+from trustai.core.evidence import Stage
+from trustai.core.ledger import Record
 from trustai.governance import Governance
-from trustai.keys import generate_keypair
-from trustai.lerobot_train import governed_train
-from trustai.policy import parse_pack
-from trustai.regulatory import REFERENCES
-from trustai.synthetic import make_synthetic_dataset
+from trustai.lerobot.synthetic import make_synthetic_dataset
+from trustai.packs import parse_pack
+from trustai.packs.regulatory import REFERENCES
 
 BIN = Path(sys.executable).parent
 ANNEX_IV = [f"Annex IV 1({p})" for p in "abcdefgh"] + [f"Annex IV 2({p})" for p in "abcdefgh"]
@@ -42,6 +55,12 @@ class CurvesAudit(Audit):
 
     name = "testing.curves"
     stages = frozenset({Stage.CHECKPOINT, Stage.MONITOR})
+    metrics = declare(
+        {
+            "accuracy_mean": Metric("fraction", "higher_is_better", "mean accuracy over severities"),
+            "worst_group_rate": Metric("fraction", "higher_is_better", "lowest per-group rate"),
+        }
+    )
 
     def measure(self, ctx, params):
         png = ctx.artifact_dir / "heatmap.png"
@@ -108,7 +127,7 @@ def run(tmp_path_factory):
     pack = parse_pack(PACK, "report-test.yaml")
     flags = demo_train_flags(dataset, tmp / "run", steps=8, save_freq=4)
     run_dir = governed_train(flags, pack, tmp / "k.pem")
-    monitoring = Governance(run_dir, pack)
+    monitoring = Governance(run_dir, pack, signing_key=tmp / "k.pem")
     monitoring.run_stage(Stage.MONITOR)
     monitoring.close()
     return run_dir, tmp / "k.pub"
@@ -377,3 +396,86 @@ def test_folders_no_ledger_governs_exit_2(tmp_path, cli):
     assert code == 2 and "no trustai ledger" in err
     code, err = cli("report", tmp_path / "missing")
     assert code == 2 and "no such run folder" in err
+
+
+# Markdown that each value of a report could smuggle in: a block marker first, then inline markup.
+BLOCK_MARKERS = ["# ", "- ", "1. ", "> ", "    ", "=== ", "```", "<div>", "+ ", "2) "]
+HOSTILE_MARKDOWN = (
+    "a | b\n## heading <script>alert(1)</script> [link](http://evil.example) ![x](http://evil.example/x.png)"
+    " <http://evil.example> `code` **bold** _em_ ~~gone~~ $x$ &amp; \\| [^1] #end ##"
+)
+
+
+def _hostile_document() -> tuple[Document, list[str]]:
+    """A Document with hostile Markdown in every text a report shows; also returns those texts."""
+    texts: list[str] = []
+
+    def bad() -> str:
+        texts.append(BLOCK_MARKERS[len(texts) % len(BLOCK_MARKERS)] + HOSTILE_MARKDOWN)
+        return texts[-1]
+
+    record = Record(
+        seq=3,
+        ts=bad(),
+        kind="finding",
+        stage=bad(),
+        payload={"check_id": bad()},
+        payload_sha256="0" * 64,
+        prev_hash="0" * 64,
+        hash=bad(),
+    )
+    cite = Cite(3, record.hash, bad())
+
+    def content() -> Content:
+        table = Table(bad(), [bad(), bad()], [[bad(), bad()]], [cite], note=bad())
+        figure = Figure("figure-1", bad(), b"png", bad(), [cite])
+        return Content([Fact(bad(), bad(), bad(), [cite])], [table], [figure])
+
+    view = EvidenceView("e-1", bad(), bad(), bad(), cite, content())
+    section = Section(bad(), bad(), bad(), content(), [view], Table(bad(), [bad()], [[bad()]]), [bad()])
+    doc = Document(
+        framework="eu-ai-act", title=bad(), intro=bad(), subtitle=bad(),
+        cover=[Fact(bad(), bad(), bad(), [cite])],
+        verdicts=[Verdict(bad(), "failed", (bad(), bad()))],
+        sections=[section], crosswalk=Table(bad(), [bad()], [[bad()]]), records=[record],
+    )  # fmt: skip
+    return doc, texts
+
+
+def _shown_text(tokens: list) -> str:
+    """The text a Markdown reader sees, inline by inline (``<br>`` read as a line break)."""
+    inlines = []
+    for token in tokens:
+        if token.type == "inline":
+            inlines.append(
+                "".join("\n" if c.content == "<br>" else c.content for c in token.children if c.content)
+            )
+    return "\0".join(inlines)
+
+
+def test_markdown_escapes_every_value_and_keeps_the_report_structure(tmp_path):
+    doc, texts = _hostile_document()
+    markdown = write(doc, "md", tmp_path / "report.md")[0].read_text()
+    tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(markdown)
+    shown = _shown_text(tokens)
+    # Every value reads back exactly as it was (blanks leading a value dropped): no markup took effect.
+    assert [t for t in texts if t.lstrip(" \t") not in shown] == []
+    kinds = [t.type for t in tokens]
+    assert [t.tag for t in tokens if t.type == "heading_open"] == ["h1", "h2", "h2", "h2", "h3", "h2", "h2"]
+    assert kinds.count("blockquote_open") == 1 and kinds.count("bullet_list_open") == 2  # tamper note, gaps
+    assert not {"ordered_list_open", "code_block", "fence", "hr", "html_block"} & set(kinds[1:])
+    assert kinds.count("table_open") == 10
+    inline = [c for t in tokens if t.type == "inline" for c in t.children]
+    anchor = doc.sections[0].anchor
+    assert {c.content for c in inline if c.type == "html_inline"} == {"<br>", f'<a id="{anchor}">', "</a>"}
+    assert {c.attrs["href"] for c in inline if c.type == "link_open"} == {f"#{anchor}"}
+    assert {c.attrs["src"] for c in inline if c.type == "image"} == {"report-figures/figure-1.png"}
+    assert not any(c.type in ("s_open", "code_inline") for c in inline)
+
+
+def test_markdown_leaves_ordinary_text_as_it_is(tmp_path):
+    doc, _ = _hostile_document()
+    ordinary = "accuracy_mean 0.93 (n=12) for A.6.2: -0.5 m/s, 1.5 m, snake_case and R&D"
+    doc.intro = ordinary
+    markdown = write(doc, "md", tmp_path / "report.md")[0].read_text()
+    assert f"\n{ordinary}\n" in markdown

@@ -11,7 +11,6 @@ import torch
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.policies.factory import make_pre_post_processors
 from trustai.audits.robustness import (
-    UNBROKEN_EPSILON,
     Adversarial,
     AdversarialParams,
     ClosedLoop,
@@ -19,8 +18,8 @@ from trustai.audits.robustness import (
     CorruptionParams,
     Corruptions,
     Perturbation,
-    _adversarial_measurement,
 )
+from trustai.audits.robustness.corruptions import CORRUPTIONS, corrupt_images
 
 from tests.policies_fixtures import (
     CAMERAS,
@@ -32,13 +31,12 @@ from tests.policies_fixtures import (
     tiny_pi05_architecture,
     write_tiny_tokenizer,
 )
-from trustai.adapters import PolicyAdapter
-from trustai.audit import AuditContext
-from trustai.corruptions import CORRUPTIONS, corrupt_images
+from trustai.core.audit import AuditContext
+from trustai.core.evidence import Stage
 from trustai.errors import TrustaiUserError
-from trustai.evidence import Stage
-from trustai.policy import Check
-from trustai.runtime import measure_with_limit
+from trustai.lerobot.adapter import PolicyAdapter
+from trustai.packs import Check
+from trustai.runtime.measure import measure_with_limit
 
 EPSILONS = [0.0, 2 / 255, 8 / 255]
 
@@ -60,7 +58,7 @@ def adapter(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         pytest.importorskip("diffusers", reason="LeRobot's Diffusion policy needs lerobot[diffusion]")
     tokenizer = write_tiny_tokenizer(tmp_path_factory.mktemp("tokenizer"))
     builders = {"act": tiny_act, "diffusion": tiny_diffusion, "pi05": lambda: tiny_pi05(tokenizer)}
-    return PolicyAdapter.from_policy(*builders[request.param]())
+    return PolicyAdapter(*builders[request.param]())
 
 
 def context(tmp_path: Path, **fields: Any) -> AuditContext:
@@ -127,17 +125,6 @@ def test_art_and_native_attacks_agree_on_a_loaded_checkpoint(
     assert deviations["art"][1] == pytest.approx(deviations["native"][1], rel=AGREEMENT_RTOL)
 
 
-def test_breaking_epsilon_is_a_sentinel_when_the_sweep_never_breaks(tmp_path: Path) -> None:
-    params = AdversarialParams(epsilons=[0.0, 0.01, 0.02], threshold=0.5)
-    deviations = torch.tensor([[0.0, 0.0], [0.2, 0.4], [0.6, 0.7]])
-    broken = _adversarial_measurement(context(tmp_path), params, deviations).metrics
-    assert (broken["min_breaking_epsilon"], broken["broken_within_sweep"]) == (0.02, True)
-
-    params = AdversarialParams(epsilons=[0.0, 0.01, 0.02], threshold=5.0)
-    intact = _adversarial_measurement(context(tmp_path), params, deviations).metrics
-    assert (intact["min_breaking_epsilon"], intact["broken_within_sweep"]) == (UNBROKEN_EPSILON, False)
-
-
 @pytest.mark.parametrize("name", [n for n, c in CORRUPTIONS.items() if c.target == "camera"])
 def test_each_camera_corruption_changes_images_more_at_higher_severity(name: str) -> None:
     images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -165,7 +152,7 @@ def pusht_policy() -> PolicyAdapter:
         "observation.state": positions,
         "action": positions,
     }
-    return PolicyAdapter.from_policy(policy, *make_pre_post_processors(policy.config, dataset_stats=stats))
+    return PolicyAdapter(policy, *make_pre_post_processors(policy.config, dataset_stats=stats))
 
 
 def test_closed_loop_rolls_out_pusht_clean_and_perturbed(tmp_path: Path) -> None:
@@ -188,7 +175,7 @@ def test_closed_loop_rolls_out_pusht_clean_and_perturbed(tmp_path: Path) -> None
 
 
 def test_closed_loop_refuses_a_policy_that_does_not_fit_pusht(tmp_path: Path) -> None:
-    policy = PolicyAdapter.from_policy(*tiny_act())
+    policy = PolicyAdapter(*tiny_act())
     with pytest.raises(TrustaiUserError, match="does not fit the PushT simulation") as caught:
         ClosedLoop().measure(context(tmp_path, policy=policy), ClosedLoopParams(episodes=1, max_steps=2))
     assert "one RGB camera" in str(caught.value) and "2-dof actions" in str(caught.value)

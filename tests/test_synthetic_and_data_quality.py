@@ -6,18 +6,19 @@ from pathlib import Path
 import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-from trustai.audit import AuditContext, Measurement, get_audit
-from trustai.datasets import dataset_fingerprint, iter_frame_batches, open_dataset_meta
+from tests.planted_faults import Faults, make_faulty_dataset
+from trustai.core.audit import AuditContext, Measurement, get_audit
+from trustai.core.evidence import Evidence, Stage
 from trustai.errors import TrustaiUserError
-from trustai.evidence import Evidence, Stage
-from trustai.synthetic import DatasetFaults, make_synthetic_dataset
+from trustai.lerobot.datasets import dataset_fingerprint, iter_frame_batches, open_dataset_meta
+from trustai.lerobot.synthetic import make_synthetic_dataset
 
 REPO_ID = "trustai/synthetic"
 CAMERA = "observation.images.top"
-FAULTS = DatasetFaults(
+FAULTS = Faults(
     nan_in_state_frames=[(1, 3), (4, 7)],
     frozen_camera_episode=2,
-    short_episode=5,
+    short_episode=(5, 5),
     drop_frames=[(0, 5)],
 )
 
@@ -31,7 +32,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Six episodes: with only four, one odd length among equal ones scores a robust z of 3.19, too
     # close to the default cut-off of 3 for a test that should not depend on it.
-    return make_synthetic_dataset(tmp_path_factory.mktemp("faulty") / "ds", episodes=6, faults=FAULTS)
+    return make_faulty_dataset(tmp_path_factory.mktemp("faulty") / "ds", FAULTS, episodes=6)
 
 
 def quality(dataset: object, **params: object) -> Measurement:
@@ -135,6 +136,8 @@ def test_non_dataset_folders_are_user_errors(tmp_path: Path) -> None:
         quality(None)
 
 
-def test_synthetic_rejects_faults_outside_the_dataset(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="drop_frames"):
-        make_synthetic_dataset(tmp_path / "ds", faults=DatasetFaults(drop_frames=[(0, 0)]))
+def test_synthetic_edit_that_leaves_out_a_whole_episode_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="every frame of episode 1"):
+        make_synthetic_dataset(
+            tmp_path / "ds", edit_frame=lambda episode, frame, values: values if episode != 1 else None
+        )

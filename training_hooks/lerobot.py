@@ -15,6 +15,7 @@ PrivacyBudgetExhausted, after sealing a final checkpoint, before a step that wou
 """
 
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from torch.utils.data import DataLoader
 from trustai.training_hooks.health import TrainingHealth
 from trustai.training_hooks.privacy import PrivateTraining, make_private
 
-from trustai.evidence import Inputs, Stage
+from trustai import layout
+from trustai.core.evidence import Stage
+from trustai.core.records import RecordKind, RunEnd
 from trustai.governance import Governance
 
 log = logging.getLogger("trustai")
@@ -45,7 +48,7 @@ def _never_raise(method: Callable) -> Callable:
             log.exception("trustai: %s failed; training continues", method.__name__)
             try:
                 if self.is_main_process:  # only the main process writes the ledger
-                    self.governance.ledger.append("hook.error", {"hook": method.__name__, "error": repr(exc)})
+                    self.governance.hook_error(method.__name__, exc)
             except Exception:
                 log.exception("trustai: could not record the hook error")
             return None
@@ -55,17 +58,33 @@ def _never_raise(method: Callable) -> Callable:
     return guarded
 
 
+def config_dict(train_config: Any) -> dict[str, Any] | None:
+    """``train_config`` (LeRobot's TrainPipelineConfig, or a dict) as a JSON-safe dict; None stays None."""
+    if train_config is None:
+        return None
+    raw = train_config if isinstance(train_config, dict) else train_config.to_dict()
+    return json.loads(json.dumps(raw, default=str))
+
+
 class GovernedAccelerator(Accelerator):
     """An Accelerator that raises trustai stage events from LeRobot's training loop.
 
     ``governance`` owns the run folder (LeRobot's ``output_dir``), policy pack and signing key;
-    ``train_config`` (a dict) is recorded in the run manifest. Other arguments go to Accelerator.
+    ``train_config`` (the TrainPipelineConfig handed to LeRobot's ``train``, or its dict) is recorded
+    in the run manifest, and its ``seed`` is the run's seed: the manifest records it (None when LeRobot
+    trains unseeded) and the audits use it, whatever seed ``governance`` was created with. Other
+    arguments go to Accelerator.
     """
 
-    def __init__(self, *args: Any, governance: Governance, train_config: dict | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, governance: Governance, train_config: Any = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.governance = governance
-        self.train_config = train_config
+        self.train_config = config_dict(train_config)
+        # The seed LeRobot's train() seeds with is the config's: taking it from there means the record
+        # cannot disagree with the run.
+        self.run_seed = governance.seed if self.train_config is None else self.train_config.get("seed")
+        if isinstance(self.run_seed, int):
+            governance.seed = self.run_seed
         self.health = TrainingHealth()
         self.privacy: PrivateTraining | None = None  # DP-SGD, when the pack has a privacy.dp check
         self.blocked_s = 0.0  # wall time spent inside trustai code, per phase below
@@ -134,8 +153,8 @@ class GovernedAccelerator(Accelerator):
     # -- governance, never raising -------------------------------------------------------------------
     @_never_raise
     def _on_prepare(self, args: tuple) -> None:
-        from trustai.datasets import dataset_fingerprint
-        from trustai.provenance import run_manifest
+        from trustai.core.manifest import run_manifest
+        from trustai.lerobot.datasets import dataset_fingerprint
 
         loader = next((a for a in args if isinstance(a, DataLoader)), None)
         dataset = getattr(loader, "dataset", None)
@@ -143,16 +162,16 @@ class GovernedAccelerator(Accelerator):
         repo_id = getattr(dataset, "repo_id", None)
         fingerprint = dataset_fingerprint(Path(root)) if root else None
         gov = self.governance
-        gov.dataset = dataset
-        gov.dataset_inputs = Inputs(
-            dataset=repo_id or (str(root) if root else None), dataset_fingerprint=fingerprint
-        )
+        gov.use_dataset(root, repo_id or (str(root) if root else None), fingerprint)
         self._sealed = self._sealed_before()
         sealed = [p for p in self._checkpoints() if p.resolve() in self._sealed]
         if sealed:  # a resumed run: its release card goes on the newest sealed checkpoint at the latest
             self._last_checkpoint = (sealed[-1], int(sealed[-1].parent.name))
         self.manifest = run_manifest(
-            train_config=self.train_config, seed=gov.seed, dataset=repo_id, dataset_fingerprint=fingerprint
+            train_config=self.train_config,
+            seed=self.run_seed,
+            dataset=repo_id,
+            dataset_fingerprint=fingerprint,
         )
         previous = gov.ledger.head()
         if previous is not None:
@@ -162,14 +181,14 @@ class GovernedAccelerator(Accelerator):
             }
         gov.start(self.manifest)
         self._started = True
-        gov.run_stage(Stage.DATA, step=0, dataset=dataset, manifest=self.manifest)
+        gov.run_stage(Stage.DATA, step=0, dataset=gov.dataset_root, manifest=self.manifest)
 
     @_never_raise
     def _reduce_health(self) -> None:
         self.health.reduce_across_ranks(self)
 
     def _checkpoints(self) -> list[Path]:
-        return sorted(self.governance.run_dir.glob("checkpoints/[0-9]*/pretrained_model"))
+        return layout.checkpoint_models(self.governance.run_dir)
 
     def _sealed_before(self) -> set[Path]:
         """Checkpoints an earlier run into this folder sealed. The ledger's card record is the commit
@@ -177,7 +196,7 @@ class GovernedAccelerator(Accelerator):
         run = self.governance.run_dir.resolve()
         return {
             (run / r.payload["checkpoint"]).resolve()
-            for r in self.governance.ledger.records("card")
+            for r in self.governance.ledger.records(RecordKind.CARD)
             if not r.payload.get("release") and isinstance(r.payload.get("checkpoint"), str)
         }
 
@@ -193,7 +212,9 @@ class GovernedAccelerator(Accelerator):
 
     def _audit_checkpoint(self, folder: Path, step: int) -> None:
         gov = self.governance
-        gov.checkpoint_stages(folder, step, training=self.health, dataset=gov.dataset, manifest=self.manifest)
+        gov.checkpoint_stages(
+            folder, step, training=self.health.summary(), dataset=gov.dataset_root, manifest=self.manifest
+        )
 
     @_never_raise
     def _on_end(self) -> None:
@@ -201,17 +222,16 @@ class GovernedAccelerator(Accelerator):
         gov = self.governance
         finished = gov.drain()
         folder, step = self._last_checkpoint or (None, self.health.steps)
-        gov.release_stage(folder, step, dataset=gov.dataset, manifest=self.manifest)
+        gov.release_stage(folder, step, dataset=gov.dataset_root, manifest=self.manifest)
         finished = gov.drain() and finished
-        gov.ledger.append(
-            "run.end",
-            {
-                "steps": self.health.steps,
-                "release_checkpoint": str(folder) if folder else None,
-                "ranks": self.num_processes,
-                "audits_finished_in_time": finished,
-                "setup_s": round(self.setup_s, 6),
-                "loop_blocked_s": round(self.blocked_loop_s, 6),
-                "release_wait_s": round(time.perf_counter() - t0, 6),
-            },
+        gov.end(
+            RunEnd(
+                steps=self.health.steps,
+                release_checkpoint=str(folder) if folder else None,
+                ranks=self.num_processes,
+                audits_finished_in_time=finished,
+                setup_s=round(self.setup_s, 6),
+                loop_blocked_s=round(self.blocked_loop_s, 6),
+                release_wait_s=round(time.perf_counter() - t0, 6),
+            )
         )

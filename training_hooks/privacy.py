@@ -22,10 +22,11 @@ has the accelerator seal it and run the release stage, and raises PrivacyBudgetE
 ``trustai train`` reports with exit code 1.
 
 The ``privacy.dp`` check's params, the run state it measures and the accountant live in
-trustai.training_hooks.dp_budget; the Opacus layer checks, layout probing and per-frame gradient hooks
+trustai.audits.privacy.dp_budget; the Opacus layer checks, layout probing and per-frame gradient hooks
 in trustai.training_hooks.dp_layers. This module puts them to work on LeRobot's training objects.
 """
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, default_collate
-from trustai.training_hooks.dp_budget import (
+from trustai.audits.privacy.dp_budget import (
     DPParams,
     DPState,
     PrivacyBudgetExhausted,
@@ -61,6 +62,7 @@ from trustai.training_hooks.dp_layers import (
 )
 from trustai.training_hooks.health import TrainingHealth
 
+from trustai.core.records import PrivacyStop
 from trustai.errors import TrustaiUserError
 
 log = logging.getLogger("trustai")
@@ -117,12 +119,16 @@ def lerobot_run() -> LeRobotRun:
 
 # -- making the training objects private ----------------------------------------------------------------
 class PrivateTrainingHealth(TrainingHealth):
-    """TrainingHealth that also carries the run's DP training, which ``privacy.dp`` reads at the train
-    stage (``ctx.training.privacy``)."""
+    """TrainingHealth that also carries the run's DP training; its summary holds the DP state, which
+    ``privacy.dp`` reads at the train stage (``ctx.training["privacy"]``)."""
 
     def __init__(self, privacy: "PrivateTraining"):
         super().__init__()
         self.privacy = privacy
+
+    def summary(self) -> dict[str, Any]:
+        """TrainingHealth's summary plus ``privacy``: the run's DPState now, as a dict."""
+        return {**super().summary(), "privacy": dataclasses.asdict(self.privacy.state())}
 
 
 class PrivateTraining:
@@ -217,16 +223,15 @@ class PrivateTraining:
             )
             update_last_checkpoint(folder)
         epsilon = dp_epsilon(steps, **self.mechanism)
-        accelerator.governance.ledger.append(
-            "privacy.stop",
-            {
-                "step": steps,
-                "steps_planned": self.steps_planned,
-                "epsilon": epsilon,
-                "target_epsilon": self.params.target_epsilon,
-                "delta": self.params.delta,
-                "checkpoint": str(folder),
-            },
+        accelerator.governance.privacy_stop(
+            PrivacyStop(
+                step=steps,
+                steps_planned=self.steps_planned,
+                epsilon=epsilon,
+                target_epsilon=self.params.target_epsilon,
+                delta=self.params.delta,
+                checkpoint=str(folder),
+            )
         )
         accelerator.wait_for_everyone()  # seals the final checkpoint: train and checkpoint stages, card
         accelerator.end_training()  # release stage and release card

@@ -18,7 +18,9 @@ from typing import Any
 
 import ray.train
 
-from trustai.evidence import Inputs, Stage
+from trustai import layout
+from trustai.core.evidence import Stage
+from trustai.core.records import RecordKind, RunEnd
 from trustai.governance import Governance
 
 log = logging.getLogger("trustai")
@@ -40,7 +42,7 @@ class GovernanceCallback(ray.train.UserCallback):
         signing_key: Path | None = None,
         dataset_root: Path | None = None,
         seed: int = 0,
-        model_subdir: str = "pretrained_model",
+        model_subdir: str = layout.MODEL_DIR,
     ):
         self.run_dir, self.pack, self.signing_key = Path(run_dir), pack, signing_key
         self.dataset_root, self.seed, self.model_subdir = dataset_root, seed, model_subdir
@@ -53,23 +55,25 @@ class GovernanceCallback(ray.train.UserCallback):
 
     def _governance(self) -> Governance:
         if self._gov is None:
-            from trustai.datasets import dataset_fingerprint
-            from trustai.provenance import run_manifest
+            from trustai.core.manifest import run_manifest
+            from trustai.lerobot.datasets import dataset_fingerprint
 
             self._gov = Governance(self.run_dir, self.pack, signing_key=self.signing_key, seed=self.seed)
             fingerprint = dataset_fingerprint(self.dataset_root) if self.dataset_root else None
             dataset_id = str(self.dataset_root) if self.dataset_root else None
-            self._gov.dataset_inputs = Inputs(dataset=dataset_id, dataset_fingerprint=fingerprint)
+            self._gov.use_dataset(self.dataset_root, dataset_id, fingerprint)
             self.manifest = run_manifest(
                 train_config={"trainer": "ray.train.TorchTrainer"},
                 seed=self.seed,
                 dataset=dataset_id,
                 dataset_fingerprint=fingerprint,
             )
-            if not self._gov.ledger.records("run.start"):
+            if not self._gov.ledger.records(RecordKind.RUN_START):
                 self._gov.start(self.manifest)
                 if self.dataset_root:
-                    self._gov.run_stage(Stage.DATA, step=0, dataset=self.dataset_root, manifest=self.manifest)
+                    self._gov.run_stage(
+                        Stage.DATA, step=0, dataset=self._gov.dataset_root, manifest=self.manifest
+                    )
         return self._gov
 
     def _summary(self) -> dict[str, Any]:
@@ -104,7 +108,7 @@ class GovernanceCallback(ray.train.UserCallback):
         except Exception as exc:  # governance must never stop training
             log.exception("trustai: governing a Ray Train report failed")
             if self._gov is not None:
-                self._gov.ledger.append("hook.error", {"hook": "after_report", "error": repr(exc)})
+                self._gov.hook_error("after_report", exc)
 
     def seal_release(self, result: Any) -> Path | None:
         """After ``trainer.fit()``: run the release checks on the result's last checkpoint and seal its
@@ -114,10 +118,10 @@ class GovernanceCallback(ray.train.UserCallback):
         root = Path(result.checkpoint.path)
         folder = root / self.model_subdir if (root / self.model_subdir).is_dir() else root
         gov = self._governance()
-        card = gov.ledger.records("card")
+        card = gov.ledger.records(RecordKind.CARD)
         step = card[-1].payload["step"] if card else None
         gov.release_stage(folder, step, dataset=self.dataset_root, manifest=self.manifest)
-        gov.ledger.append("run.end", {"trainer": "ray.train.TorchTrainer", "release_checkpoint": str(folder)})
+        gov.end(RunEnd(trainer="ray.train.TorchTrainer", release_checkpoint=str(folder)))
         gov.close()
         self._gov = None
-        return folder / "trustai" / "card.json"
+        return layout.card_path(folder)

@@ -2,23 +2,47 @@
 training hooks or the CLI raise. ``Governance`` is the only place that connects audits, the policy
 pack, the ledger and the model card; hooks and commands stay thin.
 
-Run folder layout (``<run>/trustai/``): ``ledger.sqlite``, ``evidence/<seq>-<check>.json``,
-``artifacts/<stage>-<step>-<check>/...`` (``artifacts/audit-<stage seq>-<check>/`` for stages that
-``trustai audit`` raised on a saved checkpoint).
+Governance is the only writer of a run's ledger (what each record holds: ``trustai.core.records``).
+With a signing key it anchors the ledger (trustai.attest.anchor) whenever it seals something: after each
+card, after the run's end, and when it closes, so no record outlives its stage without a signature.
+Without a key the ledger stays unanchored, and verification says so.
+Run folder layout: ``trustai.layout``; a stage's artifacts go to ``artifacts/<stage>-<step>-<check>/``
+(``artifacts/audit-<stage seq>-<check>/`` for stages that ``trustai audit`` raised on a saved checkpoint).
 """
 
 import logging
+import os
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trustai.audit import AuditContext
-from trustai.canonical import digest, pretty_json
+from trustai import layout
+from trustai.core.canonical import digest, pretty_json
+from trustai.core.evidence import Evidence, Finding, InputProvenance, Stage
+from trustai.core.ledger import Ledger, Record
+from trustai.core.records import (
+    AnchorRecord,
+    CardRecord,
+    FindingRecord,
+    HookError,
+    PackDigest,
+    PackRecord,
+    PrivacyStop,
+    RecordKind,
+    RunEnd,
+    RunStart,
+    StageEvent,
+)
+from trustai.core.run_record import RunLedger
 from trustai.errors import TrustaiUserError
-from trustai.evidence import Evidence, Finding, Inputs, Stage
-from trustai.ledger import LEDGER_NAME, Ledger, Record
-from trustai.policy import Check, PolicyPack, judge, load_pack
-from trustai.runtime import measure_with_limit
+from trustai.lerobot.datasets import resolve_dataset_root
+from trustai.packs import PolicyPack, judge, load_pack
+from trustai.runtime.executor import AuditJob, Executor
+from trustai.runtime.inline_executor import InlineExecutor
+
+if TYPE_CHECKING:
+    from trustai.attest.anchor import AnchorSigner
 
 log = logging.getLogger("trustai")
 
@@ -40,7 +64,9 @@ class Governance:
         ray_cpus: int | None = None,
     ):
         """``runtime="ray"`` runs checkpoint, release and monitor checks as Ray tasks (local Ray with
-        ``ray_cpus`` CPUs started on demand, or the cluster at ``ray_address`` / ``RAY_ADDRESS``)."""
+        ``ray_cpus`` CPUs started on demand, by default a quarter of the cores so the trainer keeps the
+        rest, or the cluster at ``ray_address`` / ``RAY_ADDRESS``); data and train checks, and every
+        check with ``runtime="inline"``, run in this process."""
         if runtime not in ("inline", "ray"):
             raise TrustaiUserError(f"unknown runtime {runtime!r}", fix="use 'inline' or 'ray'")
         self.run_dir = Path(run_dir)
@@ -48,42 +74,64 @@ class Governance:
         self.signing_key = Path(signing_key) if signing_key else None
         self.seed = seed
         self._ledger: Ledger | None = None
-        self.dataset: Any = None  # the training dataset, once a data stage has seen it
-        self.dataset_inputs = Inputs()
-        self.auditor: Any = None  # a trustai.ray_runtime.RayAuditor when audits run on Ray
+        self._signer: AnchorSigner | None = None  # loaded on the first anchor
+        self._run_id: str | None = None
+        self.dataset_root: Path | None = None  # the training dataset's folder, once training named it
+        self.dataset_inputs = InputProvenance()
+        self.inline: Executor = InlineExecutor(self.trustai_dir)
+        self.executor: Executor = self.inline  # where checkpoint, release and monitor checks run
         if runtime == "ray":
-            from trustai.ray_runtime import RayAuditor
+            from trustai.runtime.ray_executor import RayExecutor
 
-            self.auditor = RayAuditor(self, address=ray_address, num_cpus=ray_cpus)
+            cpus = ray_cpus or max(1, (os.cpu_count() or 2) // 4)
+            self.executor = RayExecutor(self.trustai_dir, address=ray_address, num_cpus=cpus)
+
+    def use_dataset(self, root: Path | None, name: str | None, fingerprint: str | None) -> None:
+        """Name the training dataset (its folder, repo id or path, content fingerprint): data,
+        checkpoint and release checks audit it, and evidence cites it as its input."""
+        self.dataset_root = Path(root) if root is not None else None
+        self.dataset_inputs = InputProvenance(dataset=name, dataset_fingerprint=fingerprint)
 
     @property
     def trustai_dir(self) -> Path:
         """The folder inside the run that holds the ledger, evidence and artifacts."""
-        return self.run_dir / "trustai"
+        return layout.trustai_dir(self.run_dir)
 
     @property
     def ledger(self) -> Ledger:
         """The run's ledger, opened (and created) on first use."""
         if self._ledger is None:
-            self._ledger = Ledger(self.trustai_dir / LEDGER_NAME)
+            self._ledger = Ledger(layout.ledger_path(self.run_dir))
         return self._ledger
 
+    def recorded(self) -> RunLedger:
+        """What the run's ledger holds so far."""
+        return RunLedger.read(self.ledger)
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's id as its ledger records it (None before the first start, and for ledgers
+        written before run ids)."""
+        if self._run_id is None:
+            self._run_id = self.recorded().run_id
+        return self._run_id
+
     def start(self, manifest: dict[str, Any]) -> Record:
-        """Record the start of the run: the pack that governs it and the provenance manifest."""
+        """Record the start of the run: the pack that governs it, the provenance manifest and the run
+        id (created by the first start, the same for every resumed one)."""
+        run_id = self.run_id or str(uuid.uuid4())
         pack = self.pack.model_dump(mode="json")
-        return self.ledger.append(
-            "run.start",
-            {
-                "policy_pack": {
-                    "name": self.pack.name,
-                    "version": self.pack.version,
-                    "digest": digest(pack),
-                    "source": self.pack.source,
-                    "checks": pack["checks"],
-                },
-                "manifest": manifest,
-            },
+        recorded = PackRecord(
+            name=self.pack.name,
+            version=self.pack.version,
+            digest=digest(pack),
+            source=self.pack.source,
+            checks=pack["checks"],
         )
+        start = RunStart(policy_pack=recorded, manifest=manifest, run_id=run_id)
+        record = self.ledger.append(RecordKind.RUN_START, start)
+        self._run_id = run_id
+        return record
 
     def run_stage(
         self,
@@ -94,49 +142,62 @@ class Governance:
         on_done: Callable[[list[Finding]], None] | None = None,
         on_finding: Callable[[Finding], None] | None = None,
         trigger: str | None = None,
-        **context: Any,
+        dataset: Path | str | None = None,
+        reference: Path | str | None = None,
+        checkpoint_dir: Path | None = None,
+        training: dict[str, Any] | None = None,
+        manifest: dict[str, Any] | None = None,
+        policy: Any = None,
+        inputs: InputProvenance | None = None,
     ) -> list[Finding]:
         """Run the pack's checks for ``stage`` and record a stage event, each Evidence and each Finding.
 
-        ``context`` fills AuditContext fields (dataset, checkpoint_dir, training, ...). Never raises
-        for an audit's failure: it becomes an ``error`` finding. With an auditor set, checkpoint,
-        release and monitor checks go to it and this returns at once (``[]``); ``on_finding(finding)``
-        runs as each finding is recorded and ``on_done(findings)`` when all have been, inline or
-        asynchronously. ``trigger`` names what raised a stage outside training (``trustai audit``): the
-        stage event records it with the pack's digest, and its artifacts get folders of their own so
-        the training-time artifacts of the same step stay.
+        The audits see ``dataset`` / ``reference`` (dataset folders), ``checkpoint_dir``, ``training``
+        (the training hook's statistics), ``manifest`` and an already loaded ``policy`` (inline only);
+        ``inputs`` is the evidence's provenance (default: the training dataset's, at ``step``). Never
+        raises for an audit's failure: it becomes an ``error`` finding. Checkpoint, release and monitor
+        checks go to ``self.executor``; on Ray this returns at once (``[]``). ``on_finding(finding)``
+        runs as each finding is recorded and ``on_done(findings)`` when all have been. ``trigger`` names
+        what raised a stage outside training (``trustai audit``): the stage event records it with the
+        pack's digest, and its artifacts get folders of their own so the training-time artifacts of the
+        same step stay.
         """
-        event: dict[str, Any] = {"stage": stage.value, "step": step}
-        if trigger is not None:
-            event |= {
-                "trigger": trigger,
-                "policy_pack": {"name": self.pack.name, "digest": digest(self.pack.model_dump(mode="json"))},
-            }
-        record = self.ledger.append("stage", event, stage=stage.value)
+        pack = None
+        if trigger is not None:  # a stage outside training names the pack it was judged by
+            pack = PackDigest(name=self.pack.name, digest=digest(self.pack.model_dump(mode="json")))
+        event = StageEvent(stage=stage, step=step, trigger=trigger, policy_pack=pack)
+        record = self.ledger.append(RecordKind.STAGE, event, stage=stage.value)
         prefix = f"audit-{record.seq}" if trigger is not None else f"{stage.value}-{step or 0}"
-        inputs = context.pop("inputs", None) or self.dataset_inputs.model_copy(update={"step": step})
-        checks = list(checks if checks is not None else self.pack.checks_for(stage))
-        if self.auditor is not None and stage in ASYNC_STAGES:
-            jobs = [self._job(c, stage, step, inputs, f"{prefix}-{c.id}", context) for c in checks]
-            self.auditor.submit(jobs, on_done, on_finding)
-            return []
-        findings = []
-        for check in checks:
-            ctx = AuditContext(
-                stage=stage,
-                seed=self.seed,
-                inputs=inputs,
-                artifact_dir=self.trustai_dir / "artifacts" / f"{prefix}-{check.id}",
-                **context,
-            )
-            findings.append(self.record(check, measure_with_limit(check, ctx, self.trustai_dir)))
+        inputs = inputs or self.dataset_inputs.model_copy(update={"step": step})
+        shared = dict(
+            stage=stage,
+            step=step,
+            inputs=inputs,
+            seed=self.seed,
+            checkpoint_dir=str(checkpoint_dir) if checkpoint_dir is not None else None,
+            dataset_root=str(resolve_dataset_root(dataset)) if dataset is not None else None,
+            reference_root=str(resolve_dataset_root(reference)) if reference is not None else None,
+            manifest=manifest,
+            training=training,
+            policy=policy,
+        )
+        jobs = [
+            AuditJob(check=c, artifact_name=f"{prefix}-{c.id}", **shared)
+            for c in (checks if checks is not None else self.pack.checks_for(stage))
+        ]
+        findings: list[Finding] = []
+
+        def deliver(job: AuditJob, evidence: Evidence) -> None:
+            findings.append(self.record(job.check, evidence))
             if on_finding is not None:
                 on_finding(findings[-1])
-        if on_done is not None:
-            on_done(findings)
-        return findings
 
-    def checkpoint_stages(self, folder: Path, step: int, *, training: Any, **context: Any) -> None:
+        done = (lambda: on_done(findings)) if on_done is not None else None
+        executor = self.executor if stage in ASYNC_STAGES else self.inline
+        executor.submit(jobs, deliver, done)
+        return [] if executor is not self.inline else findings
+
+    def checkpoint_stages(self, folder: Path, step: int, *, training: dict[str, Any], **context: Any) -> None:
         """The train and checkpoint stages of a checkpoint saved at ``step``: ``training`` goes to
         the train checks, ``context`` (dataset, manifest) to both; the checkpoint's card is sealed in
         ``folder`` once its checks have landed (at once inline, as they arrive on Ray)."""
@@ -155,80 +216,89 @@ class Governance:
         seal = (lambda _: self.seal(folder, step=step, release=True)) if folder is not None else None
         self.run_stage(Stage.RELEASE, step=step, checkpoint_dir=folder, on_done=seal, **context)
 
-    def _job(
-        self, check: Check, stage: Stage, step: int | None, inputs: Inputs, artifact_name: str, context: dict
-    ) -> Any:
-        from trustai.datasets import resolve_dataset_root
-        from trustai.ray_runtime import AuditJob
-
-        def root(key: str) -> str | None:
-            return str(resolve_dataset_root(context[key])) if context.get(key) is not None else None
-
-        training = context.get("training")
-        return AuditJob(
-            check=check,
-            stage=stage,
-            step=step,
-            inputs=inputs,
-            artifact_name=artifact_name,
-            seed=self.seed,
-            checkpoint_dir=str(context["checkpoint_dir"]) if context.get("checkpoint_dir") else None,
-            dataset_root=root("dataset"),
-            reference_root=root("reference"),
-            manifest=context.get("manifest"),
-            training=training.summary() if hasattr(training, "summary") else training,
-        )
-
     def drain(self, timeout_s: float | None = None) -> bool:
         """Wait for asynchronous audits, at most ``timeout_s`` (default: the pack's ``release_wait_s``);
         True if all finished."""
-        if self.auditor is None:
-            return True
-        return self.auditor.drain(self.pack.release_wait_s if timeout_s is None else timeout_s)
+        return self.executor.drain(self.pack.release_wait_s if timeout_s is None else timeout_s)
 
     def record(self, check: Any, evidence: Evidence) -> Finding:
         """Append one Evidence and the Finding the pack draws from it; write the evidence file."""
-        ev_record = self.ledger.append("evidence", evidence.canonical(), stage=evidence.stage.value)
-        path = self.trustai_dir / "evidence" / f"{ev_record.seq:06d}-{check.id}.json"
+        ev_record = self.ledger.append(RecordKind.EVIDENCE, evidence, stage=evidence.stage.value)
+        path = self.trustai_dir / layout.evidence_name(ev_record.seq, check.id)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(pretty_json(evidence.canonical()), encoding="utf-8")
         finding = judge(check, evidence)
-        self.ledger.append(
-            "finding",
-            {**finding.canonical(), "evidence_record": ev_record.cite()},
-            stage=evidence.stage.value,
-        )
+        judged = FindingRecord(**finding.model_dump(), evidence_record=ev_record.cite())
+        self.ledger.append(RecordKind.FINDING, judged, stage=evidence.stage.value)
         if finding.status.value in ("fail", "error"):
             log.warning("trustai: %s %s: %s", check.id, finding.status.value, finding.message)
         return finding
 
     def seal(self, checkpoint_dir: Path, *, step: int | None, release: bool = False) -> Path:
         """Write the model card and evidence into ``checkpoint_dir`` (a pretrained_model folder), sign
-        the folder when a key is set, and record the card in the ledger. Returns the card.json path."""
-        from trustai.card import write_card
-        from trustai.signing import sign_folder
+        the folder when a key is set, record the card in the ledger and anchor it. Returns the card.json
+        path."""
+        from trustai.attest.card import checkpoint_ref, write_card
+        from trustai.attest.signing import sign_folder
+        from trustai.core.manifest import weights_digest
 
         card_path, card = write_card(self, Path(checkpoint_dir), step=step, release=release)
         signature = sign_folder(Path(checkpoint_dir), self.signing_key) if self.signing_key else None
-        self.ledger.append(
-            "card",
-            {
-                "checkpoint": str(Path(checkpoint_dir).resolve().relative_to(self.run_dir.resolve()))
-                if Path(checkpoint_dir).resolve().is_relative_to(self.run_dir.resolve())
-                else str(checkpoint_dir),
-                "step": step,
-                "release": release,
-                "card_digest": digest(card),
-                "signed": signature is not None,
-            },
-            stage=(Stage.RELEASE if release else Stage.CHECKPOINT).value,
+        sealed = CardRecord(
+            checkpoint=checkpoint_ref(self.run_dir, Path(checkpoint_dir)),
+            step=step,
+            release=release,
+            card_digest=digest(card),
+            signed=signature is not None,
+            checkpoint_digest=weights_digest(Path(checkpoint_dir)),
         )
+        stage = Stage.RELEASE if release else Stage.CHECKPOINT
+        self.ledger.append(RecordKind.CARD, sealed, stage=stage.value)
+        self.anchor("card")
         return card_path
 
+    def anchor(self, reason: str) -> Record | None:
+        """Sign the ledger's head with the signing key (an ``anchor`` record naming ``reason``), unless
+        the head is already an anchor. None, anchoring nothing, without a signing key, before this
+        Governance opened the ledger (it wrote nothing), or without a run id (a ledger written before
+        run ids cannot be anchored)."""
+        if self.signing_key is None or self._ledger is None or self.run_id is None:
+            return None
+        if self._signer is None:
+            from trustai.attest.anchor import AnchorSigner
+
+            self._signer = AnchorSigner(self.signing_key)
+        signer, run_id = self._signer, self.run_id
+
+        def build(head: Record | None) -> AnchorRecord | None:
+            if head is None or head.kind == RecordKind.ANCHOR.value:
+                return None
+            return signer.anchor(run_id, head, reason)
+
+        return self.ledger.append_on_head(RecordKind.ANCHOR, build)
+
+    def privacy_stop(self, stop: PrivacyStop) -> Record:
+        """Record that DP training stopped before a step that would exceed its privacy budget."""
+        return self.ledger.append(RecordKind.PRIVACY_STOP, stop)
+
+    def hook_error(self, hook: str, error: BaseException) -> Record:
+        """Record that the training hook ``hook`` raised ``error``; training went on without it."""
+        return self.ledger.append(RecordKind.HOOK_ERROR, HookError(hook=hook, error=repr(error)))
+
+    def end(self, summary: RunEnd) -> Record:
+        """Record the end of training (the release checkpoint and what the trainer reports) and anchor
+        it."""
+        record = self.ledger.append(RecordKind.RUN_END, summary)
+        self.anchor("run.end")
+        return record
+
     def close(self) -> None:
-        """Stop the auditor's collector and close the ledger."""
-        if self.auditor is not None:
-            self.auditor.shutdown()
+        """Shut the executor down, anchor whatever this session appended since the last anchor, and
+        close the ledger."""
+        self.executor.shutdown()
         if self._ledger is not None:
-            self._ledger.close()
-            self._ledger = None
+            try:
+                self.anchor("session end")
+            finally:
+                self._ledger.close()
+                self._ledger = None

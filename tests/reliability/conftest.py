@@ -11,8 +11,8 @@ import pytest
 from tests.reliability.figures import FIGURES
 from tests.reliability.runs import fault_pack, governed_run
 from tests.reliability.scale import SCALE
-from trustai.keys import generate_keypair
-from trustai.synthetic import make_synthetic_dataset
+from trustai.attest.keys import generate_keypair
+from trustai.lerobot.synthetic import make_synthetic_dataset
 
 RUN_STEPS = 4  # two checkpoints: 000002 and 000004 (the release)
 
@@ -24,7 +24,7 @@ class GovernedRun:
     run_dir: Path
     private_key: Path
     public_key: Path
-    log: Path  # everything logged while it trained
+    log: Path  # everything trustai logged while it trained
     attempts: Path  # one line per chaos.crash_worker attempt
 
     @property
@@ -69,11 +69,12 @@ def dataset(work: Path) -> Path:
 @pytest.fixture(scope="session")
 def governed(work: Path, keys: tuple[Path, Path], dataset: Path) -> GovernedRun:
     """One governed run, inline runtime, whose pack adds audits that raise, hang, exhaust memory and
-    try to kill their worker; everything logged while it trains goes to ``log``."""
+    try to kill their worker; everything trustai logs while it trains goes to ``log``."""
     attempts, log = work / "inline-attempts.txt", work / "governed.log"
     handler = logging.FileHandler(log, encoding="utf-8")
     handler.setLevel(logging.DEBUG)
-    root = logging.getLogger()
+    # trustai's own logger: LeRobot's train() clears the root logger's handlers when it starts.
+    root = logging.getLogger("trustai")
     root.addHandler(handler)
     try:
         run_dir = governed_run(

@@ -3,11 +3,13 @@
 from dataclasses import dataclass, field
 
 LEGEND = """\
-trials    fault, tamper, kill or hostile input applied (fuzz: generated examples)
+trials    fault, tamper, kill, forgery or hostile input applied (fuzz: generated examples)
 detected  caught as it must be: verify failed naming the file/record; error finding recorded; kill
-          survived with the ledger verified and the run resumed and sealed; input refused cleanly
+          survived with the ledger verified and the run resumed and sealed; input refused cleanly;
+          forgery refused by verify, ledger verify, audit or report naming what was forged
 lost      evidence lost or undetected: tampering verify accepted, committed records gone after a kill,
-          a fault with no finding, a file changed or a payload executed by hostile input, key leaks
+          a fault with no finding, a file changed or a payload executed by hostile input, key leaks,
+          a forgery every probe accepted
 crashed   uncaught exceptions, tracebacks, hangs, and training runs that did not complete"""
 
 

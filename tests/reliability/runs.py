@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from trustai.training_hooks.lerobot_train import governed_train
 
-from trustai.demo import demo_train_flags
-from trustai.lerobot_train import governed_train
-from trustai.policy import PolicyPack, parse_pack
+from trustai.cli.demo import demo_train_flags
+from trustai.packs import PolicyPack, parse_pack
 
 BIN = Path(sys.executable).parent
 # One thread per process: on a shared 2-core machine torch's spinning threads fight each other and

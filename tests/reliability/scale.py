@@ -23,13 +23,14 @@ class Scale:
     kills: int  # kill -9 of a governed `trustai train` process
     fault_runs: int  # governed runs with fault-injecting audits, per runtime (inline, ray)
     fuzz: int  # Hypothesis examples per fuzz target
+    forgery: int  # trials of every forgery attack (quick: one attack per class instead)
     seed: int
     derandomize: bool
 
 
 _COUNTS = {
-    "quick": dict(tamper=60, tamper_cli=6, kills=1, fault_runs=1, fuzz=120),
-    "full": dict(tamper=600, tamper_cli=30, kills=6, fault_runs=2, fuzz=1500),
+    "quick": dict(tamper=60, tamper_cli=6, kills=1, fault_runs=1, fuzz=120, forgery=1),
+    "full": dict(tamper=600, tamper_cli=30, kills=6, fault_runs=2, fuzz=1500, forgery=3),
 }
 
 

@@ -25,10 +25,10 @@ from tests.reliability.runs import (
     train_flags,
 )
 from tests.reliability.scale import SCALE
-from trustai.canonical import file_sha256
+from trustai.attest.verify import verify_checkpoint
+from trustai.core.canonical import file_sha256
+from trustai.core.ledger import Ledger
 from trustai.governance import Governance
-from trustai.ledger import Ledger
-from trustai.verify import verify_checkpoint
 
 STEPS = 8  # a checkpoint every 2 steps: 000002 ... 000008 (the release)
 POLL_S = 0.02
@@ -85,7 +85,7 @@ class Chain:
             if self.processes
             else train_flags(dataset, self.run_dir, steps=STEPS, save_freq=2)
         )
-        return [str(BIN / "trustai"), "train", "--policy", str(pack), "--key", str(key), "--", *flags]
+        return [str(BIN / "trustai"), "train", "--pack", str(pack), "--key", str(key), "--", *flags]
 
     def checkpoints(self) -> list[Path]:
         return sorted(self.run_dir.glob("checkpoints/[0-9]*/pretrained_model"))
@@ -166,14 +166,14 @@ def finished_problems(chain: Chain, public_key: Path) -> list[str]:
         ledger.close()
     if "resume" in starts[0] or not all("resume" in m for m in starts[1:]):
         problems.append("each run.start after the first must note the resume, and only those")
-    if kinds[-1:] != ["run.end"] or STEPS not in releases:
+    if kinds[-2:] != ["run.end", "anchor"] or STEPS not in releases:
         problems.append(f"no run.end or release card for step {STEPS} (last records {kinds[-4:]})")
     steps = [int(c.parent.name) for c in chain.checkpoints()]
     if steps != list(range(2, STEPS + 1, 2)):
         problems.append(f"checkpoints {steps}")
     for folder in chain.checkpoints():
         report = verify_checkpoint(folder, public_key)
-        problems += [f"{folder.parent.name}: {p}" for c in report.checks for p in c.problems]
+        problems += [f"{folder.parent.name}: {p}" for c in report.steps for p in c.problems]
     for folder, digest in chain.signatures.items():
         # The last checkpoint is sealed again as the release card; every other seal must be untouched.
         if int(folder.parent.name) != STEPS and file_sha256(folder / "model.sig") != digest:
@@ -266,4 +266,4 @@ def test_a_lost_evidence_file_does_not_break_later_cards(governed: GovernedRun, 
     finally:
         governance.close()
     report = verify_checkpoint(folder, governed.public_key)
-    assert report.ok, [(c.name, c.problems) for c in report.checks]
+    assert report.ok, [(c.name, c.problems) for c in report.steps]

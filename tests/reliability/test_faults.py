@@ -14,7 +14,7 @@ from tests.reliability.conftest import RUN_STEPS, GovernedRun
 from tests.reliability.figures import FIGURES
 from tests.reliability.runs import expected_faults, fault_pack, governed_run
 from tests.reliability.scale import SCALE
-from trustai.verify import verify_checkpoint
+from trustai.attest.verify import verify_checkpoint
 
 CHECKPOINTS = RUN_STEPS // 2
 MESSAGES = {

@@ -12,19 +12,33 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from trustai.reports.system import load_system
+from trustai.training_hooks.lerobot_train import governed_train
 
 from tests.reliability.conftest import GovernedRun
 from tests.reliability.figures import FIGURES
-from tests.reliability.hostile import alias_bomb, nested_json, nested_yaml, plant_pickles
+from tests.reliability.hostile import (
+    alias_bomb,
+    alias_flood,
+    cameras_pack,
+    nested_json,
+    nested_yaml,
+    plant_pickles,
+    sparse_file,
+    trustai_capped,
+)
 from tests.reliability.runs import CORE_PACK, core_pack, private_checkpoint, train_flags, trustai
 from tests.reliability.scale import SCALE
-from trustai.adapters import PolicyAdapter
+from trustai.attest.keys import generate_keypair
+from trustai.attest.signing import MAX_FILE_BYTES, sign_folder, verify_folder
+from trustai.core.canonical import digest
 from trustai.errors import TrustaiUserError
-from trustai.keys import generate_keypair
-from trustai.lerobot_train import governed_train
-from trustai.signing import sign_folder
+from trustai.lerobot import datasets
+from trustai.lerobot.adapter import PolicyAdapter
+from trustai.packs import parse_pack
 
 CARD = "trustai/card.json"
 
@@ -105,7 +119,7 @@ def test_pickle_payloads_never_run(
     if SCALE.name == "full":  # a fresh process importing LeRobot: only in `make reliability`
         pack = tmp_path / "pack.yaml"
         pack.write_text(CORE_PACK)
-        args = ("audit", victim.parent, "--dataset", dataset, "--policy", pack, "--key", governed.private_key)
+        args = ("audit", victim.parent, "--dataset", dataset, "--pack", pack, "--key", governed.private_key)
         refuse(trustai(*args), 2, "pickle", lost=marker.exists())
     assert not marker.exists(), "a pickle payload ran"
 
@@ -185,14 +199,62 @@ def test_a_card_naming_a_foreign_file_as_its_ledger_is_refused_and_left_untouche
     [
         ("name: big\nchecks: []\ndescription: '" + "x" * (2 << 20) + "'\n", "larger than"),
         (nested_yaml(5000), "nested"),
-        (alias_bomb(), "description"),
+        (alias_bomb(), "hostile.yaml:3: YAML anchors and aliases are not allowed"),
+        (alias_flood(), "hostile.yaml:7: YAML anchors and aliases are not allowed"),
     ],
-    ids=["2MiB", "nested-5000", "alias-bomb"],
+    ids=["2MiB", "nested-5000", "alias-bomb", "alias-flood"],
 )
 def test_oversized_and_nested_policy_packs_are_refused(tmp_path: Path, text: str, says: str) -> None:
     pack = tmp_path / "hostile.yaml"
     pack.write_text(text)
-    refuse(trustai("policy", "validate", pack, timeout=60), 2, says)
+    refuse(trustai_capped("policy", "validate", pack, timeout=60), 2, says)
+
+
+def test_yaml_anchors_are_refused_in_packs_and_system_descriptions_alike(tmp_path: Path) -> None:
+    written_out = parse_pack(cameras_pack(['"observation.images.top"'] * 3), "written-out.yaml")
+    assert written_out.checks[0].params["cameras"] == ["observation.images.top"] * 3
+    system = tmp_path / "system.yaml"
+    system.write_text("name: &n Picker\nintended_purpose: *n\n")
+    with pytest.raises(TrustaiUserError, match="YAML anchors and aliases are not allowed") as refused:
+        load_system(system)
+    tally(refused.value.where == f"{system}:1")
+    system.write_text("name: Picker\nintended_purpose: Picker\n")
+    assert load_system(system)[0].intended_purpose == "Picker"
+
+
+UNSAFE = 2**53  # the first whole number canonical JSON (RFC 8785) cannot hold
+ONE_CHECK = "name: big\nchecks:\n  - id: c\n    audit: robustness.adversarial\n    stage: checkpoint\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        (f"name: big\nversion: {UNSAFE}\nchecks: []\n", "big.yaml:2", f"version: {UNSAFE} is outside"),
+        (f"name: big\nversion: {-UNSAFE}\nchecks: []\n", "big.yaml:2", f"version: {-UNSAFE} is outside"),
+        (f"name: big\nversion: {float(UNSAFE)}\nchecks: []\n", "big.yaml:2", f"version: {UNSAFE} is"),
+        (ONE_CHECK + f"    params: {{steps: {UNSAFE}}}\n", "big.yaml:6", "checks[0].params.steps: "),
+        (
+            ONE_CHECK + f"    thresholds:\n      max_action_deviation: {{max: {UNSAFE + 1}}}\n",
+            "big.yaml:7",
+            "checks[0].thresholds.max_action_deviation.max: ",
+        ),
+        ('name: big\nchecks: []\ndescription: "\\ud800"\n', "big.yaml:3", "description: text holds a lone"),
+    ],
+    ids=["version", "negative", "float-version", "param", "threshold", "surrogate"],
+)
+def test_packs_canonical_json_cannot_hold_are_refused_at_their_line(text: str, where: str, what: str) -> None:
+    with pytest.raises(TrustaiUserError) as refused:
+        parse_pack(text, "big.yaml")
+    tally(refused.value.where == where and refused.value.what.startswith(what))
+    assert (refused.value.where, refused.value.what[: len(what)]) == (where, what)
+
+
+def test_a_pack_at_the_edge_of_canonical_json_validates_and_digests(tmp_path: Path) -> None:
+    edge = parse_pack(f"name: edge\nversion: {UNSAFE - 1}\nchecks: []\n", "edge.yaml")
+    assert len(digest(edge.model_dump(mode="json"))) == 64
+    pack = tmp_path / "big.yaml"
+    pack.write_text(f"name: big\nversion: {UNSAFE}\nchecks: []\n")
+    refuse(trustai_capped("pack", "validate", pack), 2, f"{pack}:2: version: {UNSAFE} is outside")
 
 
 def _nest_card(folder: Path) -> tuple[str, str]:
@@ -298,6 +360,87 @@ def test_datasets_that_do_not_match_their_schema_are_refused_before_training(
     assert says in str(error) and not (tmp_path / "run" / "trustai").exists(), error
     if SCALE.name == "full" and damage is _drop_column:  # the command line, a fresh LeRobot import
         refuse(trustai("train", "--key", governed.private_key, "--", *flags), 2, says)
+
+
+def _declare(root: Path, change: Callable[[dict], object]) -> None:
+    info = json.loads((root / "meta" / "info.json").read_text())
+    change(info)
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+
+
+def test_a_huge_feature_shape_is_refused_before_drift_allocates(dataset: Path, tmp_path: Path) -> None:
+    root = shutil.copytree(dataset, tmp_path / "dataset")
+    assert datasets.open_dataset_meta(root).features == datasets.open_dataset_meta(dataset).features
+    _declare(root, lambda info: info["features"]["observation.state"].update(shape=[100_000, 100_000]))
+    result = trustai_capped("drift", "--reference", dataset, "--current", root)
+    refuse(result, 2, "feature 'observation.state' has shape [100000, 100000]")
+    assert f"limit of {datasets.MAX_VECTOR_VALUES}" in result.stdout + result.stderr
+
+
+def _many_features(info: dict) -> None:
+    info["features"].update({f"extra.{i}": {"dtype": "float32", "shape": [1]} for i in range(5000)})
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda info: info.update(total_episodes=datasets.MAX_EPISODES + 1), "total_episodes is"),
+        (lambda info: info.update(total_frames=datasets.MAX_FRAMES + 1), "total_frames is"),
+        (lambda info: info["features"]["action"].update(shape=[1e5, 1e5]), "'action' has shape [100000.0"),
+        (lambda info: info["features"]["action"].update(shape=[1] * 9), "at most 8 whole numbers"),
+        (
+            lambda info: info["features"]["observation.images.top"].update(shape=[1 << 14, 1 << 14, 3]),
+            f"limit of {datasets.MAX_CAMERA_VALUES} for a camera feature",
+        ),
+        (_many_features, f"over trustai's limit of {datasets.MAX_FEATURES}"),
+    ],
+    ids=["episodes", "frames", "float-shape", "rank", "camera", "features"],
+)
+def test_dataset_declarations_over_the_limits_are_refused(
+    dataset: Path, tmp_path: Path, change: Callable[[dict], object], says: str
+) -> None:
+    root = shutil.copytree(dataset, tmp_path / "dataset")
+    _declare(root, change)
+    with pytest.raises(TrustaiUserError) as refused:
+        datasets.open_dataset_meta(root)
+    tally(says in refused.value.what and refused.value.where == str(root / "meta" / "info.json"))
+    assert says in refused.value.what, refused.value
+
+
+def test_more_recorded_episodes_than_the_limit_are_refused_unread(dataset: Path, tmp_path: Path) -> None:
+    root = shutil.copytree(dataset, tmp_path / "dataset")
+    assert datasets.episode_lengths(root) == datasets.episode_lengths(dataset)
+    rows = datasets.MAX_EPISODES + 1
+    table = pa.table({"episode_index": pa.array(range(rows)), "length": pa.repeat(1, rows)})
+    pq.write_table(table, root / "meta" / "episodes" / "chunk-000" / "file-999.parquet")
+    with pytest.raises(TrustaiUserError, match=f"over trustai's limit of {datasets.MAX_EPISODES}") as refused:
+        datasets.episode_lengths(root)
+    tally(refused.value.where == str(root / "meta" / "episodes"))
+
+
+def test_unsigned_and_oversized_files_are_named_without_being_hashed(
+    governed: GovernedRun, victim: Path
+) -> None:
+    assert verify_folder(victim, governed.public_key).ok
+    sparse_file(victim / "planted.safetensors", 1 << 40)  # hashing 1 TiB would take hours
+    (victim / "config.json").unlink()
+    sparse_file(victim / "config.json", MAX_FILE_BYTES + 1)
+    result = verify(victim, governed.public_key)
+    refuse(result, 1, "planted.safetensors: added after signing (not covered by the signature; not hashed)")
+    assert f"config.json: {MAX_FILE_BYTES + 1} bytes, over the" in result.stdout + result.stderr
+
+
+def test_files_over_the_size_limit_are_refused_for_signing(keys: tuple[Path, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    sign_folder(folder, keys[0])
+    sparse_file(folder / "model.safetensors", MAX_FILE_BYTES + 1)
+    with pytest.raises(
+        TrustaiUserError, match=r"refusing to sign files over \d+ bytes .*: model\.safetensors"
+    ) as refused:
+        sign_folder(folder, keys[0])
+    tally(refused.value.where == str(folder.resolve()))
 
 
 def test_a_signature_by_another_key_is_named(governed: GovernedRun, victim: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from tests.reliability.conftest import GovernedRun
 from tests.reliability.figures import FIGURES
 from tests.reliability.runs import copy_run, ledger_rows, open_ledger_for_edit, own, trustai
 from tests.reliability.scale import SCALE
-from trustai.verify import verify_checkpoint
+from trustai.attest.verify import verify_checkpoint
 
 TEXT_FIELDS = ("ts", "kind", "stage", "payload", "payload_sha256", "prev_hash", "hash")
 
@@ -178,7 +178,7 @@ def trial(rng: random.Random, copy: Path, public_key: Path, original_rows: list 
         # A raw edit may hit SQLite free space or page slack, leaving every record byte-identical.
         inert = tamper.raw_ledger and ledger_rows(ledger) == original_rows
         return Outcome(tamper.what, "inert" if inert else "lost")
-    problems = "\n".join(p for c in report.checks for p in c.problems)
+    problems = "\n".join(p for c in report.steps for p in c.problems)
     named = any(n in problems for n in tamper.names)
     what = tamper.what if named else f"{tamper.what}: not named in {problems!r}"
     if not cli:

@@ -1,0 +1,200 @@
+"""``trustai train``: LeRobot's own trainer, same flags and outputs, under governance.
+
+The flags are parsed exactly as ``lerobot-train`` parses them (its ``parser.wrap``), then
+``lerobot.scripts.lerobot_train.train`` runs with a GovernedAccelerator configured as LeRobot would
+configure its own Accelerator.
+"""
+
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+
+from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+from trustai.errors import TrustaiUserError
+from trustai.governance import Governance
+from trustai.packs import PolicyPack
+
+
+def parse_train_config(flags: list[str]) -> Any:
+    """Parse ``lerobot-train`` flags into a validated TrainPipelineConfig (output_dir resolved).
+
+    Where torchcodec cannot load (no FFmpeg libraries), videos are decoded with ``pyav`` unless the
+    flags name a ``--dataset.video_backend``: the decoder LeRobot falls back to, and the one trustai's
+    own frame reader always uses (trustai.lerobot.frames), without LeRobot's ~100-line load traceback."""
+    import lerobot.policies  # noqa: F401  (registers the policy types --policy.type names)
+    from lerobot.configs import parser
+    from lerobot.configs.train import TrainPipelineConfig
+
+    @parser.wrap()
+    def _parse(cfg: TrainPipelineConfig) -> TrainPipelineConfig:
+        return cfg
+
+    saved = sys.argv
+    extra: list[str] = []
+    # LeRobot's probe for a video decoder runs while the flags are parsed, whatever they say.
+    probe = logging.getLogger("lerobot.utils.import_utils")
+    probe_level = probe.level
+    if not _torchcodec_loads():
+        probe.setLevel(logging.ERROR)  # its warnings: every failed FFmpeg load, as a traceback
+        if not any(f.startswith("--dataset.video_backend") for f in flags):
+            extra = ["--dataset.video_backend=pyav"]
+    sys.argv = ["lerobot-train", *flags, *extra]
+    try:
+        cfg = _parse()
+        cfg.validate()
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        raise TrustaiUserError(
+            f"lerobot-train flags rejected: {exc}",
+            where=" ".join(flags),
+            fix="fix the flag as lerobot-train would need it (lerobot-train --help)",
+        ) from None
+    except SystemExit as exc:
+        raise TrustaiUserError(
+            f"lerobot-train flags rejected (exit {exc.code})",
+            where=" ".join(flags),
+            fix="see the message above and lerobot-train --help",
+        ) from None
+    finally:
+        sys.argv = saved
+        probe.setLevel(probe_level)
+    return cfg
+
+
+def _torchcodec_loads() -> bool:
+    """Whether torchcodec, LeRobot's preferred video decoder, loads here (it needs FFmpeg's libraries)."""
+    try:
+        importlib.import_module("torchcodec")
+    except (ImportError, OSError, RuntimeError):  # what LeRobot's own probe catches
+        return False
+    return True
+
+
+def check_dataset(root: Path) -> None:
+    """Raise TrustaiUserError unless ``root`` is a LeRobot v3 dataset whose frame files hold every
+    feature its meta/info.json declares (videos aside), vectors with the declared length."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trustai.lerobot.datasets import data_files, open_dataset_meta
+
+    info = open_dataset_meta(root)
+    fix = "rebuild the dataset, or restore meta/info.json and data/ from the same recording"
+    for path in data_files(root):
+        try:
+            schema = pq.read_schema(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise TrustaiUserError(f"not a readable parquet file ({exc})", where=str(path), fix=fix) from None
+        for key, feature in info.features.items():
+            if not isinstance(feature, dict) or feature.get("dtype") == "video":
+                continue
+            if key not in schema.names:
+                raise TrustaiUserError(
+                    f"frame file lacks the column {key!r} that meta/info.json declares",
+                    where=str(path),
+                    fix=fix,
+                )
+            width = getattr(schema.field(key).type, "list_size", None)
+            shape = feature.get("shape")
+            if width is not None and isinstance(shape, list) and len(shape) == 1 and shape[0] != width:
+                raise TrustaiUserError(
+                    f"column {key!r} holds vectors of {width}, meta/info.json declares shape {shape}",
+                    where=str(path),
+                    fix=fix,
+                )
+
+
+def accelerator_kwargs(cfg: Any) -> dict[str, Any]:
+    """Return the Accelerator arguments LeRobot's ``train`` would use for ``cfg``."""
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    active = cfg.trainable_config
+    precision = {"bfloat16": "bf16", "float16": "fp16", "float32": "no"}.get(getattr(active, "dtype", None))
+    return {
+        "step_scheduler_with_optimizer": False,
+        "mixed_precision": precision,
+        "kwargs_handlers": [DistributedDataParallelKwargs(find_unused_parameters=True)],
+        "cpu": active.device == "cpu",
+    }
+
+
+def governed_train(
+    flags: list[str],
+    pack: PolicyPack | str,
+    signing_key: Path | None,
+    *,
+    runtime: str = "inline",
+    ray_address: str | None = None,
+) -> Path:
+    """Run LeRobot training with ``flags`` under ``pack``; return the run (output) folder.
+
+    ``runtime="ray"`` sends checkpoint audits to Ray (see trustai.runtime.ray_executor); raises
+    TrustaiUserError before training when the Ray cluster at ``ray_address`` cannot be reached."""
+    from lerobot.scripts.lerobot_train import train
+    from trustai.training_hooks.lerobot import GovernedAccelerator
+
+    cfg = parse_train_config(flags)
+    if cfg.dataset is not None and cfg.dataset.root is not None:
+        check_dataset(Path(cfg.dataset.root))  # a clear message now, not a failure deep inside LeRobot
+    run_dir = Path(cfg.output_dir)
+    governance = Governance(
+        run_dir, pack, signing_key=signing_key, seed=cfg.seed or 0, runtime=runtime, ray_address=ray_address
+    )
+    config = json.loads(json.dumps(cfg.to_dict(), default=str))
+    accelerator = GovernedAccelerator(governance=governance, train_config=config, **accelerator_kwargs(cfg))
+    if accelerator.is_main_process:
+        # Before the loop: a bad --ray-address exits 2 now, and Ray's start-up is not paid at a checkpoint.
+        governance.executor.start()
+    try:
+        train(cfg, accelerator=accelerator)
+    except Exception as exc:
+        failed = _failed_download(exc)
+        if failed is None:
+            raise
+        raise _offline_error(cfg, failed) from None
+    finally:
+        governance.close()
+    return run_dir
+
+
+_DOWNLOAD_ERRORS = (URLError, OfflineModeIsEnabled, LocalEntryNotFoundError)
+
+
+def _failed_download(exc: BaseException) -> BaseException | None:
+    """The download failure (no network, or Hugging Face offline mode) behind ``exc``, if any:
+    LeRobot and transformers re-raise them wrapped, so the whole cause chain is searched."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _DOWNLOAD_ERRORS):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _offline_error(cfg: Any, failed: BaseException) -> TrustaiUserError:
+    """One message for a download LeRobot's trainer could not make: what, where, how to train offline."""
+    from huggingface_hub import constants
+    from torch.hub import get_dir
+
+    reason = str(getattr(failed, "reason", None) or failed).splitlines()[0]
+    backbone = getattr(cfg.policy, "pretrained_backbone_weights", None)
+    if isinstance(failed, URLError) and backbone is not None:
+        return TrustaiUserError(
+            f"could not download the pretrained backbone weights {backbone} ({reason})",
+            where=f"--policy.pretrained_backbone_weights (torch hub cache: {get_dir()}/checkpoints)",
+            fix="pass --policy.pretrained_backbone_weights=null to train the backbone from random weights, "
+            "or run once with network access to put the weights in the torch hub cache",
+        )
+    return TrustaiUserError(
+        f"a download failed, offline or without network ({type(failed).__name__}: {reason})",
+        where=f"caches: Hugging Face {constants.HF_HUB_CACHE} (HF_HUB_OFFLINE={constants.HF_HUB_OFFLINE}), "
+        f"torch hub {get_dir()}",
+        fix="point --dataset.root / --policy.path at local copies, or run once with network access "
+        "(HF_HUB_OFFLINE unset) to fill the caches",
+    )

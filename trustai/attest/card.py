@@ -1,0 +1,278 @@
+"""Model cards built from the ledger: ``trustai/card.json`` (structured, Model Card Toolkit-like
+fields plus governance) and a Hugging Face ``README.md`` (YAML front matter with ``model-index``), both
+written into a checkpoint's ``pretrained_model`` folder together with copies of the evidence they cite
+(where: ``trustai.layout``).
+
+Every number in the card comes from an evidence record and carries that record's ``{seq, hash}``. A
+resumed run's card states the latest ``run.start``: the pack and manifest the run trains under now.
+
+The card binds the checkpoint's identity inside the signature (``run``: the run id, the model folder's
+path relative to the run, its step, whether it is the release) and the ledger it cites (``ledger``:
+the path from the card's folder, and the head it saw), so a copied, moved or rolled-back checkpoint
+no longer verifies (trustai.attest.verify).
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trustai import __version__, layout
+from trustai.core.canonical import pretty_json
+from trustai.core.evidence import Stage, utc_now
+from trustai.core.gate import BLOCKING_STATUSES
+from trustai.core.run_record import EvidenceItem
+
+CARD_SCHEMA = "trustai.attest.card/v2"  # v2: the ``run`` identity section
+PROVIDER_TODO = "TO BE COMPLETED BY THE PROVIDER"
+
+
+def checkpoint_ref(run_dir: Path, folder: Path) -> str:
+    """How cards and card records name a model folder: its path relative to the run folder when inside
+    it (``checkpoints/000040/pretrained_model``), else its absolute path (e.g. Ray Train storage)."""
+    folder, run_dir = Path(folder).resolve(), Path(run_dir).resolve()
+    return folder.relative_to(run_dir).as_posix() if folder.is_relative_to(run_dir) else str(folder)
+
+
+def _belongs(item: EvidenceItem, step: int | None, release: bool) -> bool:
+    """Whether evidence goes on the card of the checkpoint at ``step``: the run's data and monitor
+    evidence, its own step's train and checkpoint evidence, and release evidence on a release card."""
+    return (
+        item.stage in (Stage.DATA, Stage.MONITOR)
+        or (item.stage == Stage.RELEASE and release)
+        or (item.stage in (Stage.TRAIN, Stage.CHECKPOINT) and item.step == step)
+    )
+
+
+def _policy_summary(config_path: Path) -> dict[str, Any]:
+    """Read the facts a card states about the policy from LeRobot's config.json."""
+    if not config_path.is_file():
+        return {"type": None}
+    cfg = json.loads(config_path.read_text(encoding="utf-8"))
+    feats = cfg.get("input_features", {})
+    return {
+        "type": cfg.get("type"),
+        "inputs": {k: v.get("shape") for k, v in feats.items()},
+        "outputs": {k: v.get("shape") for k, v in cfg.get("output_features", {}).items()},
+        "chunk_size": cfg.get("chunk_size"),
+    }
+
+
+def _privacy_section(chosen: list[EvidenceItem]) -> dict[str, Any] | None:
+    """The card's differential-privacy statement (ε, δ, accountant, privacy unit and what they cover)
+    from the latest ``privacy.dp`` evidence among the card's records; None when training was not DP."""
+    latest = next(
+        (i.record for i in reversed(chosen) if i.payload["audit"] == "privacy.dp" and not i.payload["error"]),
+        None,
+    )
+    if latest is None:
+        return None
+    metrics, tables = latest.payload["metrics"], latest.payload["tables"]
+    mechanism = tables["mechanism"][0]
+    keys = ("target_epsilon", "noise_multiplier", "max_grad_norm", "sample_rate", "steps", "budget_exhausted")
+    return {
+        "epsilon": metrics["epsilon"],
+        "delta": metrics["delta"],
+        "accountant": mechanism["accountant"],
+        "privacy_unit": mechanism["privacy_unit"],
+        **{k: metrics[k] for k in keys},
+        "frozen_parameters": [row["parameter"] for row in tables["frozen_parameters"]],
+        "guarantee": (
+            f"({metrics['epsilon']:.4g}, {metrics['delta']:g})-differential privacy of the weights with "
+            f"respect to adding or removing one training {mechanism['privacy_unit']} (DP-SGD with Opacus, "
+            f"{mechanism['accountant']} accountant). Other statistics in this card, such as training "
+            "health, are computed from the raw training data and are not covered."
+        ),
+        "record": latest.cite(),
+    }
+
+
+def build_card(gov: Any, checkpoint_dir: Path, *, step: int | None, release: bool) -> dict[str, Any]:
+    """Return the card.json content for ``checkpoint_dir`` from the run's ledger."""
+    run = gov.recorded()
+    start, manifest = run.start, run.manifest
+    chosen = [item for item in run.evidence if _belongs(item, step, release)]
+    metrics, findings, evidence = [], [], []
+    for item in chosen:
+        ev, fi, p = item.record, item.finding, item.payload
+        evidence.append(
+            {
+                "file": layout.evidence_name(ev.seq, p["check_id"]),
+                "record": ev.cite(),
+                "artifacts": p["artifacts"],
+            }
+        )
+        for name, value in sorted(p["metrics"].items()):
+            metrics.append(
+                {
+                    "check_id": p["check_id"],
+                    "stage": p["stage"],
+                    "metric": name,
+                    "value": value,
+                    "record": ev.cite(),
+                }
+            )
+        if fi is not None:
+            f = fi.payload
+            findings.append(
+                {
+                    k: f[k]
+                    for k in ("check_id", "audit", "stage", "status", "severity", "message", "references")
+                }
+                | {"record": fi.cite()}
+            )
+    blocking = [f for f in findings if f["severity"] == "block" and f["status"] in BLOCKING_STATUSES]
+    head = run.head
+    dataset = manifest.get("dataset", {})
+    return {
+        "schema": CARD_SCHEMA,
+        "created": utc_now(),
+        "generator": f"trustai {__version__}",
+        "run": {
+            "id": run.run_id,
+            "checkpoint": checkpoint_ref(gov.run_dir, checkpoint_dir),
+            "step": step,
+            "release": release,
+        },
+        "model_details": {
+            "name": gov.run_dir.name,
+            "policy": _policy_summary(checkpoint_dir / "config.json"),
+            "step": step,
+            "release": release,
+            "framework": "lerobot " + manifest.get("environment", {}).get("packages", {}).get("lerobot", "?"),
+            "git": manifest.get("git"),
+            "provider": PROVIDER_TODO,
+            "license": PROVIDER_TODO,
+        },
+        "intended_use": {
+            "primary_uses": PROVIDER_TODO,
+            "primary_users": PROVIDER_TODO,
+            "out_of_scope": PROVIDER_TODO,
+        },
+        "training_data": {
+            "dataset": dataset.get("id"),
+            "fingerprint": dataset.get("fingerprint"),
+            "record": start.cite() if start else None,
+        },
+        "training": {
+            "seed": manifest.get("seed"),
+            "config": manifest.get("train_config"),
+            "environment": {k: v for k, v in manifest.get("environment", {}).items() if k != "packages"},
+        },
+        "quantitative_analysis": {"performance_metrics": metrics},
+        "privacy": _privacy_section(chosen),
+        "governance": {
+            "policy_pack": start.payload["policy_pack"] | {"checks": None} if start else None,
+            "findings": findings,
+            "gate": "blocked" if blocking else "pass",
+            "blocking": [f["check_id"] for f in blocking],
+        },
+        "considerations": {
+            "limitations": [f"{f['check_id']}: {f['message']}" for f in findings if f["status"] != "pass"],
+            "ethical_considerations": PROVIDER_TODO,
+        },
+        "evidence": evidence,
+        "ledger": {
+            "path": os.path.relpath(run.ledger_path, layout.card_dir(checkpoint_dir)),
+            "head": head.cite() if head else None,
+        },
+    }
+
+
+def render_readme(card: dict[str, Any]) -> str:
+    """Return the Hugging Face README.md (front matter with model-index) for a card."""
+    details = card["model_details"]
+    dataset = card["training_data"]["dataset"] or "unknown"
+    numeric = [
+        m
+        for m in card["quantitative_analysis"]["performance_metrics"]
+        if isinstance(m["value"], int | float) and not isinstance(m["value"], bool)
+    ]
+    front = {
+        "library_name": "lerobot",
+        "pipeline_tag": "robotics",
+        "tags": [
+            "robotics",
+            "lerobot",
+            "trustai",
+            *([details["policy"]["type"]] if details["policy"]["type"] else []),
+        ],
+        "datasets": [dataset],
+        "model-index": [
+            {
+                "name": details["name"],
+                "results": [
+                    {
+                        "task": {"type": "robotics", "name": "robot manipulation policy"},
+                        "dataset": {"type": dataset, "name": dataset},
+                        "metrics": [
+                            {
+                                "type": f"{m['check_id']}/{m['metric']}",
+                                "name": f"{m['check_id']} {m['metric']}",
+                                "value": m["value"],
+                            }
+                            for m in numeric
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    lines = [
+        "---",
+        yaml.safe_dump(front, sort_keys=False).rstrip(),
+        "---",
+        "",
+        f"# {details['name']} ({details['policy']['type']}, step {details['step']})",
+        "",
+        f"Governance gate: **{card['governance']['gate']}**. Generated by {card['generator']} from the "
+        "signed evidence in `trustai/`; every figure cites its ledger record.",
+        "",
+        "| check | stage | status | severity | finding | ledger record |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in card["governance"]["findings"]:
+        lines.append(
+            f"| {f['check_id']} | {f['stage']} | {f['status']} | {f['severity']} | "
+            f"{f['message'].replace('|', '/')} | {f['record']['seq']} `{f['record']['hash'][:12]}` |"
+        )
+    lines += [
+        "",
+        "## Intended use",
+        "",
+        card["intended_use"]["primary_uses"],
+        "",
+        "## Training data",
+        "",
+        f"Dataset `{dataset}`, fingerprint `{card['training_data']['fingerprint']}`.",
+        "",
+    ]
+    if card.get("privacy"):
+        lines += ["## Privacy", "", card["privacy"]["guarantee"], ""]
+    return "\n".join(lines)
+
+
+def write_card(
+    gov: Any, checkpoint_dir: Path, *, step: int | None, release: bool
+) -> tuple[Path, dict[str, Any]]:
+    """Write card.json, README.md and copies of the cited evidence and artifacts into the checkpoint."""
+    card = build_card(gov, checkpoint_dir, step=step, release=release)
+    card_dir = layout.card_dir(checkpoint_dir)
+    if card_dir.exists():
+        shutil.rmtree(card_dir)
+    (card_dir / layout.EVIDENCE_DIR).mkdir(parents=True)
+    for item in card["evidence"]:
+        # Written from the ledger record, not copied from the run's evidence file: a crash between the
+        # record's commit and that file's write would otherwise break every later card of the run.
+        record = gov.ledger.get(item["record"]["seq"])
+        (card_dir / item["file"]).write_text(pretty_json(record.payload), encoding="utf-8")
+        for art in item["artifacts"]:
+            (card_dir / art["path"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(gov.trustai_dir / art["path"], card_dir / art["path"])
+    path = layout.card_path(checkpoint_dir)
+    path.write_text(pretty_json(card), encoding="utf-8")
+    (checkpoint_dir / "README.md").write_text(render_readme(card), encoding="utf-8")
+    return path, card

@@ -1,0 +1,79 @@
+"""Joining a Ray cluster or starting a local one: one place for every Ray user in trustai (the Ray
+executor, per-file data work), with the same rules.
+
+The address is the one given, else ``RAY_ADDRESS``; an address that nothing answers is refused within
+seconds (Ray itself retries for minutes). A local Ray has no dashboard and ``num_cpus`` CPUs (default:
+every core). Workers inherit ``TRUSTAI_AUDIT_PLUGINS`` so they find the same audits as this process.
+"""
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from trustai.core.audit import PLUGINS_ENV
+from trustai.errors import TrustaiUserError
+
+ADDRESS_FIX = (
+    "pass --ray-address HOST:PORT of a running cluster's head (see `ray status`), or drop it for a local Ray"
+)
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Make sure this process is connected to Ray; return True when this call started the connection
+    (the caller then owns it and calls ``ray.shutdown()``), False when one already existed.
+
+    Raises TrustaiUserError when the cluster at ``address`` cannot be reached.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    plugins = os.environ.get(PLUGINS_ENV)
+    runtime_env = {"env_vars": {PLUGINS_ENV: plugins}} if plugins else None
+    if address:
+        _require_reachable(address)
+        try:
+            ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+        except ConnectionError as exc:
+            raise TrustaiUserError(
+                f"cannot join the Ray cluster: {exc}", where=address, fix=ADDRESS_FIX
+            ) from None
+    else:
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            num_gpus=0,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env=runtime_env,
+        )
+    return True
+
+
+@contextmanager
+def session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Ray for the duration of a ``with`` block, shut down afterwards only if the block started it."""
+    import ray
+
+    started = connect(address, num_cpus)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _require_reachable(address: str) -> None:
+    """Fail fast when a ``host:port`` or ``ray://host:port`` address has nothing listening."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise TrustaiUserError("not a Ray cluster address (HOST:PORT)", where=address, fix=ADDRESS_FIX)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise TrustaiUserError(
+            f"no Ray cluster answers there ({exc.strerror or exc})", where=address, fix=ADDRESS_FIX
+        ) from None
