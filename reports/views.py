@@ -120,9 +120,7 @@ def _facts(item: Item, cites: list[Cite]) -> list[Fact]:
     )
     inputs = {k: v for k, v in sorted((p.get("inputs") or {}).items()) if v is not None}
     if inputs:
-        facts.append(
-            Fact("Inputs", "; ".join(f"{k}: {cell(v)}" for k, v in inputs.items()), cites=cites)
-        )
+        facts.append(Fact("Inputs", "; ".join(f"{k}: {cell(v)}" for k, v in inputs.items()), cites=cites))
     if p.get("params"):
         facts.append(Fact("Parameters", cell(p["params"]), cites=cites))
     if p.get("error"):

@@ -155,7 +155,7 @@ def test_budget_overrun_is_a_block_finding_and_stops_with_a_sealed_final_checkpo
         r[0]
         for r in sqlite3.connect(run_dir / "trustai" / "ledger.sqlite").execute("SELECT kind FROM records")
     ]
-    assert "privacy.stop" in kinds and kinds[-1] == "run.end"
+    assert "privacy.stop" in kinds and kinds[-2:] == ["run.end", "anchor"]
 
 
 def test_cli_reports_a_budget_stop_with_exit_code_1(monkeypatch, tmp_path):
