@@ -22,7 +22,7 @@ import torch
 from trustai.training_hooks.lerobot_train import governed_train
 
 from trustai.cli.demo import demo_train_flags
-from trustai.core.audit import get_audit, known_audits
+from trustai.core.audit import AUDITS_PACKAGE, get_audit, known_audits
 from trustai.core.evidence import Evidence, InputProvenance, Stage
 from trustai.lerobot.synthetic import make_synthetic_dataset
 from trustai.packs import Check, parse_pack
@@ -64,12 +64,13 @@ checks:
 
 
 def checkpoint_audits() -> list[str]:
-    """trustai's own audits that serve the checkpoint stage (the test suite's chaos.* fault
-    injections, registered as a plugin, fail or hang on purpose and are left out)."""
+    """trustai's own audits that serve the checkpoint stage: those defined in ``trustai.audits``, not
+    the test suite's (chaos.* plugins that fail or hang on purpose, audits other tests register)."""
     return [
         name
         for name in known_audits()
-        if Stage.CHECKPOINT in get_audit(name).stages and not name.startswith("chaos.")
+        if Stage.CHECKPOINT in get_audit(name).stages
+        and get_audit(name).__module__.startswith(f"{AUDITS_PACKAGE}.")
     ]
 
 

@@ -28,7 +28,7 @@ def check_drift(reference: Path, current: Path, artifact_dir: Path, **params: An
     """Run ``drift.features`` on ``current`` against ``reference`` through the inline executor (its
     time limit and error capture); the HTML report goes to ``artifact_dir``.
 
-    ``params`` are the audit's params (max_frames, images, method, threshold, drift_share, use_ray).
+    ``params`` are the audit's params (max_frames, images, alpha, min_effect, permutations, use_ray).
     Raises TrustaiUserError, before measuring, when either folder is not a LeRobot dataset or the two
     do not have the same features; a failure while measuring is the Evidence's ``error``.
     """
