@@ -421,6 +421,7 @@ def test_too_few_episodes_cannot_drift_and_say_so(tmp_path: Path) -> None:
     assert result.metrics["min_p_value"] == 2 / 70  # every split of 4 + 4 episodes, mirrored splits tie
     assert result.metrics["min_p_value"] > 0.05 / result.metrics["features"]
     assert result.metrics["dataset_drift"] is False
+    assert result.inconclusive is not None and "too few episodes" in result.inconclusive
 
 
 def test_episode_permutation_test_and_holm() -> None:

@@ -194,4 +194,14 @@ class FeatureDrift(Audit):
             "current_episodes": episodes[1],
             "min_p_value": splits.min_p_value,
         }
-        return Measurement(metrics=metrics, tables={"features": rows}, artifacts=[html])
+        # Holm's first step multiplies the smallest p-value by the number of features: above alpha, no
+        # feature could ever be flagged, so "no drift" would be a verdict without a measurement.
+        unmeasurable = None
+        if splits.min_p_value * len(rows) > params.alpha:
+            unmeasurable = (
+                f"too few episodes ({episodes[0]} vs {episodes[1]}) to detect drift in {len(rows)} features "
+                f"at alpha {params.alpha:g}: the smallest possible p-value is {splits.min_p_value:.3g}"
+            )
+        return Measurement(
+            metrics=metrics, tables={"features": rows}, artifacts=[html], inconclusive=unmeasurable
+        )
