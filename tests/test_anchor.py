@@ -286,6 +286,18 @@ def test_an_earlier_checkpoint_copied_over_a_later_one_is_named(run: dict[str, P
     assert_refused(run_dir, run["pub"], tmp_path, f"{RELEASE}: holds the card of {EARLIER}")
 
 
+def test_deleting_the_released_checkpoint_is_named_by_the_report(
+    run: dict[str, Path], tmp_path: Path
+) -> None:
+    run_dir = copy_run(run, tmp_path / "run")
+    shutil.rmtree(run_dir / RELEASE)
+    code, out = trustai("ledger", "verify", run_dir, "--public-key", run["pub"])
+    assert code == 0, out  # the ledger itself is intact; what is missing is on disk
+    assert_refused(
+        run_dir, run["pub"], tmp_path, f"{RELEASE}: signature and file digests: sealed in the ledger"
+    )
+
+
 def test_a_card_record_appended_without_a_key_does_not_move_the_release(
     run: dict[str, Path], tmp_path: Path
 ) -> None:
