@@ -29,8 +29,10 @@ system-deps:
 		|| { apt-get update && apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }; \
 	fi
 
+# Two workers, one per core; tests/conftest.py groups tests so module fixtures are built once and only
+# one worker runs Ray at a time.
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 # Reliability and security trials at full scale (several minutes on 2 cores): tampering, kill -9 and
 # resume, faulty audits, hostile input, fuzzing, keys; prints the figures. `make test` runs them small.

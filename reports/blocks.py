@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trustai.reports.document import Cite, Content, Fact, Table, cell
+from trustai.reports.findings import sentence
 from trustai.reports.integrity import Integrity
 from trustai.reports.model import RunEvidence
+from trustai.reports.verdict import ReportGate
+from trustai.reports.views import latest_of_each_check
 
-from trustai.core.gate import BLOCKING_STATUSES
 from trustai.core.ledger import Record
 from trustai.core.records import RecordKind
 
@@ -36,10 +38,11 @@ _STATUSES = ("pass", "warn", "fail", "error", "inconclusive", "not judged")
 
 @dataclass(frozen=True)
 class Ctx:
-    """What blocks read: the run and its integrity verdicts."""
+    """What blocks read: the run, its integrity verdicts and the gate the report states."""
 
     run: RunEvidence
     integrity: Integrity
+    verdict: ReportGate
 
     @property
     def start(self) -> list[Cite]:
@@ -87,10 +90,7 @@ def identity(ctx: Ctx) -> Content:
     if run.ledger.run_id:
         facts.append(Fact("Run id", run.ledger.run_id, cites=ctx.start))
     if run.subject_card:
-        card = run.subject_card.payload
-        subject = f"{run.display(run.subject)} (step {card.get('step')}"
-        subject += ", release)" if card.get("release") else ")"
-        facts.append(Fact("Checkpoint reported on", subject, cites=ctx.card))
+        facts.append(Fact("Checkpoint reported on", run.subject_label, cites=ctx.card))
     config = run.subject_config()
     if config:
         facts.append(Fact("Policy type", cell(config.get("type")), cites=ctx.card))
@@ -276,59 +276,60 @@ def policy_pack(ctx: Ctx) -> Content:
 
 def outcomes(ctx: Ctx) -> Content:
     """How often each check passed, warned, failed, broke (error), could not measure (inconclusive) or
-    went unjudged."""
+    went unjudged, and its latest record."""
     counts: dict[tuple[str, str], Counter[str]] = {}
-    seqs: dict[tuple[str, str], list[str]] = {}
+    latest: dict[tuple[str, str], Record] = {}
     for item in ctx.run.items:
         key = (item.check_id, item.stage)
         counts.setdefault(key, Counter())[item.status] += 1
-        seqs.setdefault(key, []).append(f"#{item.record.seq}")
+        latest[key] = item.record
     rows = [
-        [check, stage, *(str(counts[(check, stage)][s]) for s in _STATUSES), " ".join(seqs[(check, stage)])]
+        [
+            check,
+            stage,
+            *(str(counts[(check, stage)][s]) for s in _STATUSES),
+            Cite.of(latest[(check, stage)]).label,
+        ]
         for check, stage in sorted(counts)
     ]
     if not rows:
         return Content()
-    columns = ["check", "stage", *_STATUSES, "evidence records"]
+    columns = ["check", "stage", *_STATUSES, "latest record"]
     cites = [Cite.of(item.record) for item in ctx.run.items]
     return Content(tables=[Table("Outcomes of every check", columns, rows, cites)])
 
 
 def limitations(ctx: Ctx) -> Content:
-    """Findings that did not pass: known limitations and open problems."""
+    """Checks whose latest finding did not pass: known limitations and open problems."""
+    judged = [item for item in ctx.run.items if item.finding is not None]
     rows = [
-        [
-            item.check_id,
-            item.stage,
-            cell(item.step),
-            item.status,
-            cell(item.finding.payload.get("severity")),
-            cell(item.finding.payload.get("message")),
-            Cite.of(item.finding).label,
-        ]
-        for item in ctx.run.items
+        [item.check_id, item.status, sentence(item, lead=False), Cite.of(item.finding).label]
+        for item in latest_of_each_check(judged)
         if item.finding is not None and item.status != "pass"
     ]
-    columns = ["check", "stage", "step", "status", "severity", "finding", "record"]
-    cites = [Cite.of(i.finding) for i in ctx.run.items if i.finding is not None]
-    note = "" if rows else "Every judged check passed."
-    return Content(tables=[Table("Findings that did not pass", columns, rows, cites, note)])
+    columns = ["check", "status", "finding", "record"]
+    cites = [Cite.of(i.finding) for i in judged if i.finding is not None]
+    note = "" if rows else "The latest finding of every judged check passed."
+    return Content(
+        tables=[Table("Findings that did not pass (the latest of each check)", columns, rows, cites, note)]
+    )
 
 
 def gate(ctx: Ctx) -> Content:
-    """The promotion gate: which ``block`` checks failed, broke or could not measure, stopping promotion."""
-    blocking = [
-        item
-        for item in ctx.run.items
-        if item.finding is not None
-        and item.finding.payload.get("severity") == "block"
-        and item.status in BLOCKING_STATUSES
-    ]
-    judged = [Cite.of(i.finding) for i in ctx.run.items if i.finding is not None]
-    verdict = "blocked by " + ", ".join(sorted({i.label for i in blocking})) if blocking else "pass"
+    """The promotion gate, as `trustai status` states it: which ``block`` checks failed, broke or could
+    not measure, stopping promotion."""
+    verdict = ctx.verdict
+    found = verdict.gate
+    text = found.verdict.value
+    if found.blocking:
+        text = "blocked by " + ", ".join(found.blocking)
+    elif found.warnings:
+        text = "pass with warnings from " + ", ".join(found.warnings)
+    blocking = [Cite.of(i.finding) for i in verdict.items if i.check_id in found.blocking and i.finding]
+    read = [Cite.of(i.finding) for i in verdict.items if i.finding is not None]
     return Content(
         facts=[
-            Fact("Gate", verdict, cites=[Cite.of(i.finding) for i in blocking] or judged[-1:]),
+            Fact("Gate", f"{text} (decided on the {verdict.scope})", cites=blocking or read[-1:]),
             Fact(
                 "Severity scheme",
                 "block: a failed, broken or inconclusive check stops promotion; warn and info are reported "

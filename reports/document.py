@@ -89,7 +89,8 @@ class Content:
 
 @dataclass
 class EvidenceView:
-    """The full rendering of one evidence record and its finding, placed in one section."""
+    """The rendering of one evidence record and its finding in the appendix, under the one item that is
+    its home, at a level of ``detail`` (``full``, ``summary`` or ``brief``: trustai.reports.views)."""
 
     anchor: str
     title: str
@@ -97,6 +98,13 @@ class EvidenceView:
     summary: str
     cite: Cite
     content: Content
+    detail: str = "full"
+
+
+# An item's coverage, worst first: a check behind it failed or warned, broke, could not measure; else
+# something it needs is missing (evidence, a provider statement); else every check behind it held.
+COVERAGE = ("failing", "error", "inconclusive", "missing", "passing")
+_NOT_HELD = {"fail": "failing", "warn": "failing", "error": "error", "inconclusive": "inconclusive"}
 
 
 @dataclass
@@ -107,9 +115,11 @@ class Section:
     title: str
     asks: str  # what the framework asks for, in a sentence
     content: Content = field(default_factory=Content)
-    evidence: list[EvidenceView] = field(default_factory=list)  # evidence whose home is here
-    served_by: Table | None = None  # every evidence record serving this item, home or not
+    evidence: list[EvidenceView] = field(default_factory=list)  # appendix views whose home is here
+    served_by: Table | None = None  # one row per check serving this item: its latest finding
     gaps: list[str] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)  # latest status of each check serving it
+    records: int = 0  # evidence records serving it
 
     @property
     def anchor(self) -> str:
@@ -117,16 +127,18 @@ class Section:
         return "s-" + "".join(ch if ch.isalnum() else "-" for ch in self.key).strip("-").lower()
 
     @property
-    def evidence_count(self) -> int:
-        """How many evidence records serve this item."""
-        return len(self.served_by.rows) if self.served_by else 0
+    def held(self) -> int:
+        """How many checks serving this item passed (their latest finding)."""
+        return self.outcomes.count("pass")
 
     @property
     def status(self) -> str:
-        """``complete`` (no gap), ``partial`` (evidence and gaps) or ``gap`` (nothing but gaps)."""
-        if not self.gaps:
-            return "complete"
-        return "partial" if (self.content or self.evidence or self.served_by) else "gap"
+        """The item's coverage (one of COVERAGE): ``passing`` only when every check behind it held
+        and nothing it needs is missing."""
+        found = {_NOT_HELD[s] for s in self.outcomes if s in _NOT_HELD}
+        if self.gaps:
+            found.add("missing")
+        return next((state for state in COVERAGE if state in found), "passing")
 
 
 @dataclass(frozen=True)
@@ -139,18 +151,36 @@ class Verdict:
 
 
 @dataclass
+class Glance:
+    """Page one: the gate, integrity and coverage verdicts (each a state and a sentence), the findings
+    that stop or qualify release, and what the provider must still fill in."""
+
+    gate: str  # pass, warn or blocked
+    gate_detail: str
+    integrity: str  # verified, not fully checked or failed
+    integrity_detail: str
+    coverage: dict[str, int]  # items per COVERAGE state, in that order
+    coverage_detail: str
+    attention: Table | None  # latest findings that did not pass, blocking ones first
+    provider: list[Fact] = field(default_factory=list)
+
+
+@dataclass
 class Document:
-    """A whole report: cover facts, integrity verdicts, sections, crosswalk and the records it cites."""
+    """A whole report: page one, cover facts, integrity verdicts, sections, crosswalk, appendix and the
+    records it cites."""
 
     framework: str
     title: str
     intro: str
     subtitle: str
+    glance: Glance
     cover: list[Fact]
     verdicts: list[Verdict]
     sections: list[Section]
     crosswalk: Table | None
-    records: list[Record]  # every record cited, in sequence order
+    records: list[Record]  # every record of the ledger, in sequence order
+    other_evidence: Table | None = None  # evidence records not shown in full, one row each
 
     @property
     def tampered(self) -> bool:

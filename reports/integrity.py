@@ -29,7 +29,6 @@ class Integrity:
     ledger: Verdict  # the hash chain
     anchors: Verdict  # the signed anchors over the chain
     signatures: dict[str, Verdict]  # each sealed checkpoint in scope (run-relative name) -> signature
-    signature: Verdict  # the subject checkpoint's signature
     key: str | None  # sha256 fingerprint (16 hex) of the public key used, None when none
 
 
@@ -179,9 +178,7 @@ def check_integrity(run: RunEvidence, public_key: Path | None) -> Integrity:
         *(v for folder in folders for v in per_folder[folder]),
         _verdict("checkpoints on disk the ledger accounts for", _unaccounted(run)),
     ]
-    signature = signatures.get(run.display(run.subject)) if run.subject else None
-    if signature is None:
-        signature = Verdict(SIGNATURE_STEP, NOT_CHECKED, ("the run has no sealed checkpoint",))
-        verdicts.append(signature)
+    if run.subject is None or run.display(run.subject) not in signatures:
+        verdicts.append(Verdict(SIGNATURE_STEP, NOT_CHECKED, ("the run has no sealed checkpoint",)))
     key = public_key_fingerprint(public_key)[:16] if public_key else None
-    return Integrity(verdicts, chain, anchors, signatures, signature, key)
+    return Integrity(verdicts, chain, anchors, signatures, key)

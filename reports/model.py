@@ -70,6 +70,16 @@ class RunEvidence:
         """The training step of the subject checkpoint."""
         return self.subject_card.payload.get("step") if self.subject_card else None
 
+    @property
+    def subject_label(self) -> str:
+        """The subject as reports name it: ``checkpoints/000040/pretrained_model (step 40, release)``."""
+        if self.subject is None or self.subject_card is None:
+            return "no sealed checkpoint"
+        card = self.subject_card.payload
+        return f"{self.display(self.subject)} (step {card.get('step')}" + (
+            ", release)" if card.get("release") else ")"
+        )
+
     def checkpoint_folder(self, card: Record) -> Path:
         """Return the folder a card record names, resolved against the run folder."""
         return self.ledger.checkpoint_folder(card)

@@ -19,6 +19,7 @@ from trustai.errors import TrustaiUserError
 
 FORMATS = ("html", "md", "pdf")
 MAX_LISTED_CITES = 8
+MAX_NOWRAP_CELL = 12  # HTML table cells this short never break inside a word; longer ones may anywhere
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_TIMEOUT_S = 180
 
@@ -61,6 +62,27 @@ def markdown_text(value: object) -> Markup:
     return Markup(text.replace("\n", "<br>"))
 
 
+_BREAK_AFTER = re.compile(r"(?<=[_./:])")
+_TOKEN = re.compile(r"[^\s_./:]+")
+MAX_TOKEN = 40  # longer runs without a break (a digest, base64) may break anywhere
+
+
+def breakable(value: object) -> Markup:
+    """``value`` as HTML that may wrap after ``_ . / :`` (a ``<wbr>``), so a long column name such as
+    ``nonfinite_action_values`` does not widen its table past the page."""
+    return Markup("<wbr>").join(Markup.escape(part) for part in _BREAK_AFTER.split(str(value)))
+
+
+def cell_class(value: object) -> str:
+    """The CSS class of an HTML table cell: ``nw`` (never broken) when it is short, ``any`` (broken
+    anywhere) when it holds a run of more than MAX_TOKEN characters without a break, else none (broken
+    at spaces and after ``_ . / :``). A column is then as wide as its longest word, not one letter."""
+    text = str(value)
+    if len(text) <= MAX_NOWRAP_CELL:
+        return "nw"
+    return "any" if any(len(token) > MAX_TOKEN for token in _TOKEN.findall(text)) else ""
+
+
 def _environment(finalize: Callable[[object], Markup] | None = None) -> jinja2.Environment:
     """The template environment. Values are always escaped: as HTML by Jinja's autoescape or, given
     ``finalize``, by it (it returns Markup, which autoescape leaves alone); macro output is Markup, so
@@ -75,6 +97,8 @@ def _environment(finalize: Callable[[object], Markup] | None = None) -> jinja2.E
         keep_trailing_newline=True,
     )
     env.filters["b64"] = lambda data: base64.b64encode(data).decode("ascii")
+    env.filters["breakable"] = breakable
+    env.filters["cell_class"] = cell_class
     env.filters["cites"] = _cites
     env.globals["max_cites"] = MAX_LISTED_CITES
     return env

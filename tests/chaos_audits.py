@@ -29,9 +29,15 @@ def _count_attempt(params: ChaosParams) -> None:
             f.write(f"{os.getpid()}\n")
 
 
-def _in_ray_worker() -> bool:
+def _in_worker() -> bool:
+    """True in an isolated audit worker: a Ray worker, or a process-runtime worker (a multiprocessing
+    child)."""
+    import multiprocessing
+
     import ray
 
+    if multiprocessing.parent_process() is not None:
+        return True
     return ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE
 
 
@@ -80,7 +86,7 @@ class ExhaustMemory(Audit):
 
 @register
 class CrashWorker(Audit):
-    """Kills the process it runs in (only meaningful in a Ray worker; refuses to run inline)."""
+    """Kills the process it runs in (only in an isolated audit worker; refuses to run inline)."""
 
     name = "chaos.crash_worker"
     stages = frozenset(Stage)
@@ -88,6 +94,6 @@ class CrashWorker(Audit):
 
     def measure(self, ctx: AuditContext, params: ChaosParams) -> Measurement:
         _count_attempt(params)
-        if not _in_ray_worker():
+        if not _in_worker():
             raise RuntimeError("chaos.crash_worker only kills isolated audit workers, not this process")
         os._exit(137)

@@ -25,6 +25,7 @@ from lerobot.policies.act.modeling_act import ACTPolicy
 from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 from lerobot.policies.factory import make_pre_post_processors
+from lerobot.policies.pi0 import modeling_pi0
 from lerobot.policies.pi05 import modeling_pi05, processor_pi05
 from lerobot.policies.pi05.configuration_pi05 import PI05Config
 from lerobot.policies.pi_gemma import PaliGemmaForConditionalGenerationWithPiGemma, PiGemmaForCausalLM
@@ -173,16 +174,19 @@ def _tiny_expert(config: Any) -> PiGemmaForCausalLM:
 
 @contextlib.contextmanager
 def tiny_pi05_architecture() -> Iterator[None]:
-    """While active, every ``PI05Policy`` built (or loaded) has the tiny Gemma/SigLIP sizes.
+    """While active, every ``PI05Policy`` and ``PI0Policy`` built (or loaded) has the tiny Gemma/SigLIP
+    sizes (π0 builds its PaliGemma and expert exactly as π0.5 does).
 
     Gemma: width 32, 1 layer, MLP 64, 8 heads × head_dim 4, 1 KV head (VLM and action expert);
     SigLIP: hidden 32, 1 layer, 2 heads, MLP 64, patch 8; vocabulary ``TINY_VOCAB``.
     """
-    with (
-        mock.patch.object(modeling_pi05, "get_gemma_config", lambda variant: TINY_GEMMA),
-        mock.patch.object(modeling_pi05, "PaliGemmaForConditionalGenerationWithPiGemma", _tiny_paligemma),
-        mock.patch.object(modeling_pi05, "PiGemmaForCausalLM", _tiny_expert),
-    ):
+    with contextlib.ExitStack() as patches:
+        for module in (modeling_pi05, modeling_pi0):
+            patches.enter_context(mock.patch.object(module, "get_gemma_config", lambda variant: TINY_GEMMA))
+            patches.enter_context(
+                mock.patch.object(module, "PaliGemmaForConditionalGenerationWithPiGemma", _tiny_paligemma)
+            )
+            patches.enter_context(mock.patch.object(module, "PiGemmaForCausalLM", _tiny_expert))
         yield
 
 

@@ -1,4 +1,5 @@
-"""PolicyAdapter on real tiny ACT, Diffusion and π0.5 policies saved and loaded as LeRobot checkpoints."""
+"""PolicyAdapter on real tiny ACT, Diffusion, π0, π0.5, SmolVLA and GR00T N1.7 policies saved and loaded
+as LeRobot checkpoints (the VLAs on tiny local backbones written by tests/vla_backbones.py)."""
 
 import contextlib
 import json
@@ -25,10 +26,20 @@ from tests.policies_fixtures import (
     training_batch,
     write_tiny_tokenizer,
 )
+from tests.vla_backbones import (
+    tiny_groot,
+    tiny_pi0,
+    tiny_smolvla,
+    write_groot_base,
+    write_qwen3vl_backbone,
+    write_smolvlm_backbone,
+)
 from trustai.errors import TrustaiUserError
 from trustai.lerobot.adapter import PolicyAdapter
+from trustai.lerobot.policies import GOVERNED
 
-HORIZON = {"act": 5, "diffusion": 8, "pi05": 5}  # action frames a training sample carries
+HORIZON = {"act": 5, "diffusion": 8, "pi0": 5, "pi05": 5, "smolvla": 5, "groot": 5}  # actions per sample
+LANGUAGE = {"pi0", "pi05", "smolvla", "groot"}
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +53,31 @@ def tiny_pi05_sizes() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module", params=["act", "diffusion", "pi05"])
-def built(request: pytest.FixtureRequest, tokenizer: Path) -> tuple[Any, Any, Any]:
+@pytest.fixture(scope="module")
+def backbones(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("backbones")
+    qwen = write_qwen3vl_backbone(folder / "qwen3vl")
+    return {
+        "smolvlm": write_smolvlm_backbone(folder / "smolvlm"),
+        "qwen3vl": qwen,
+        "groot": write_groot_base(folder / "groot-n1.7-base", qwen),
+    }
+
+
+@pytest.fixture(scope="module", params=GOVERNED)
+def built(
+    request: pytest.FixtureRequest, tokenizer: Path, backbones: dict[str, Path]
+) -> tuple[Any, Any, Any]:
     if request.param == "diffusion":
         pytest.importorskip("diffusers", reason="LeRobot's Diffusion policy needs lerobot[diffusion]")
-    builders = {"act": tiny_act, "diffusion": tiny_diffusion, "pi05": lambda: tiny_pi05(tokenizer)}
+    builders = {
+        "act": tiny_act,
+        "diffusion": tiny_diffusion,
+        "pi0": lambda: tiny_pi0(tokenizer),
+        "pi05": lambda: tiny_pi05(tokenizer),
+        "smolvla": lambda: tiny_smolvla(backbones["smolvlm"]),
+        "groot": lambda: tiny_groot(backbones["groot"], backbones["qwen3vl"]),
+    }
     return builders[request.param]()
 
 
@@ -81,7 +112,7 @@ def act_copy(act_checkpoint: Path, tmp_path: Path) -> Path:
 
 
 def test_describes_the_policy_inputs_and_outputs(adapter: PolicyAdapter, built: tuple[Any, Any, Any]) -> None:
-    language = built[0].config.type == "pi05"
+    language = built[0].config.type in LANGUAGE
     assert adapter.policy_type == built[0].config.type
     assert adapter.camera_keys == list(CAMERAS)
     assert adapter.state_key == "observation.state"
@@ -94,6 +125,7 @@ def test_describes_the_policy_inputs_and_outputs(adapter: PolicyAdapter, built: 
         ("observation.state", "state", (14,)),
     ]
     assert kinds[3:] == ([("task", "language", ())] if language else [])
+    assert (adapter.language_embedding is not None) is language
 
 
 def test_actions_are_deterministic_and_differentiable(adapter: PolicyAdapter) -> None:
@@ -115,14 +147,16 @@ def test_actions_are_deterministic_and_differentiable(adapter: PolicyAdapter) ->
 
 
 def test_actions_equal_lerobot_inference_with_the_same_noise(adapter: PolicyAdapter) -> None:
-    batch = observation_batch(2)
+    # GR00T draws its noise for the whole batch from the global RNG: one row gets the adapter's noise.
+    rows = 1 if adapter.policy_type == "groot" else 2
+    batch = observation_batch(rows)
     policy, config = adapter.policy, adapter.policy.config
     processed = adapter.preprocessor(batch)
     kwargs = {}
-    if adapter.policy_type != "act":
+    if adapter.policy_type not in ("act", "groot"):
         shape = (config.horizon, 14) if adapter.policy_type == "diffusion" else (config.chunk_size, 16)
         noise = torch.randn((1, *shape), generator=torch.Generator().manual_seed(adapter.seed))
-        kwargs["noise"] = noise.expand(2, *shape)
+        kwargs["noise"] = noise.expand(rows, *shape)
     if adapter.policy_type == "diffusion":  # two observation steps: repeat the single frame
         for key in [*CAMERAS, "observation.state"]:
             processed[key] = torch.stack([processed[key]] * config.n_obs_steps, dim=1)
@@ -222,7 +256,7 @@ def test_refuses_truncated_safetensors(act_copy: Path) -> None:
             lambda folder: (folder / "policy_preprocessor.json").unlink(),
             "policy_preprocessor.json is missing",
         ),
-        (lambda folder: _edit_config(folder, type="smolvla"), "'smolvla' is not supported"),
+        (lambda folder: _edit_config(folder, type="vqbet"), "'vqbet' is not supported .*VQ codebook"),
         (lambda folder: _edit_config(folder, dim_model=64), "act policy could not be built and loaded"),
         (lambda folder: shutil.rmtree(folder), "checkpoint folder not found"),
     ],
@@ -273,8 +307,10 @@ def test_language_policy_tokenizer_can_be_pointed_at_a_local_folder(
             step["config"]["tokenizer_name"] = "google/paligemma-3b-pt-224"  # what real π0.5 checkpoints name
     (pi05_copy / "policy_preprocessor.json").write_text(json.dumps(preprocessor))
 
-    with pytest.raises(TrustaiUserError, match="pre/post-processor pipelines could not be loaded"):
+    with pytest.raises(TrustaiUserError, match="PaliGemma tokenizer 'google/paligemma-3b-pt-224'") as caught:
         PolicyAdapter.from_checkpoint(pi05_copy)
+    assert "neither a local folder nor in the Hugging Face cache" in str(caught.value)
+    assert "policy_preprocessor.json (tokenizer_name)" in str(caught.value)
     adapter = PolicyAdapter.from_checkpoint(pi05_copy, tokenizer=tokenizer)
     assert adapter.actions(observation_batch(1)).shape == (1, 5, 14)
 
@@ -283,3 +319,106 @@ def _edit_config(folder: Path, **changes: Any) -> None:
     config = json.loads((folder / "config.json").read_text())
     config.update(changes)
     (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_every_lerobot_policy_type_is_governed_or_refused_with_a_reason() -> None:
+    import lerobot.policies  # noqa: F401  (registers every config type)
+    from lerobot.configs import PreTrainedConfig
+
+    from trustai.lerobot.policies import REFUSED
+
+    known = set(PreTrainedConfig.get_known_choices())
+    assert known == set(GOVERNED) | set(REFUSED), "a LeRobot policy type is neither governed nor refused"
+    assert not set(GOVERNED) & set(REFUSED)
+
+
+@pytest.fixture(scope="module")
+def smolvla_checkpoint(backbones: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_checkpoint(tiny_smolvla(backbones["smolvlm"]), tmp_path_factory.mktemp("smolvla"))
+
+
+@pytest.fixture(scope="module")
+def groot_checkpoint(backbones: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    built = tiny_groot(backbones["groot"], backbones["qwen3vl"])
+    return save_checkpoint(built, tmp_path_factory.mktemp("groot"))
+
+
+def _edit_step(folder: Path, registry_name: str, **changes: Any) -> None:
+    file = folder / "policy_preprocessor.json"
+    pipeline = json.loads(file.read_text())
+    for step in pipeline["steps"]:
+        if step["registry_name"] == registry_name:
+            step["config"].update(changes)
+    file.write_text(json.dumps(pipeline))
+
+
+@pytest.mark.parametrize(
+    ("policy", "damage", "expected", "where"),
+    [
+        (
+            "smolvla",
+            lambda folder, tmp: _edit_config(
+                folder, vlm_model_name="HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
+            ),
+            "SmolVLM config and processor 'HuggingFaceTB/SmolVLM2-500M-Video-Instruct' that vlm_model_name "
+            "names is neither a local folder nor in the Hugging Face cache",
+            "config.json (vlm_model_name)",
+        ),
+        (
+            "smolvla",
+            lambda folder, tmp: _edit_step(folder, "tokenizer_processor", tokenizer_name=str(tmp / "moved")),
+            "SmolVLM tokenizer .* folder does not exist",
+            "policy_preprocessor.json (tokenizer_name)",
+        ),
+        (
+            "groot",
+            # What every pipeline LeRobot 0.6.1 makes for GR00T names.
+            lambda folder, tmp: _edit_step(
+                folder, "groot_n1_7_vlm_encode_v1", model_name="nvidia/Cosmos-Reason2-2B"
+            ),
+            "Qwen3-VL processor and tokenizer 'nvidia/Cosmos-Reason2-2B'",
+            "policy_preprocessor.json (model_name)",
+        ),
+        (
+            "groot",
+            lambda folder, tmp: _edit_config(folder, base_model_path=str(tmp / "no-such-base")),
+            "raw GR00T N1.7 checkpoint .* folder does not exist",
+            "config.json (base_model_path)",
+        ),
+        (
+            "groot",
+            lambda folder, tmp: _base_with_remote_code(folder, tmp),
+            r"carries its own Python code \(modeling_evil.py, config.json\)",
+            "evil-base",
+        ),
+    ],
+)
+def test_refuses_vla_backbones_it_would_download_or_that_carry_code(
+    policy: str,
+    damage: Any,
+    expected: str,
+    where: str,
+    smolvla_checkpoint: Path,
+    groot_checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    source = {"smolvla": smolvla_checkpoint, "groot": groot_checkpoint}[policy]
+    folder = Path(shutil.copytree(source, tmp_path / "pretrained_model"))
+    damage(folder, tmp_path)
+    with pytest.raises(TrustaiUserError, match=expected) as caught:
+        PolicyAdapter.from_checkpoint(folder)
+    assert where in str(caught.value) and "How to fix" in str(caught.value)
+
+
+def _base_with_remote_code(folder: Path, tmp: Path) -> None:
+    """Point the checkpoint at a copy of its raw GR00T base whose config maps to code of its own."""
+    config = json.loads((folder / "config.json").read_text())
+    base = Path(shutil.copytree(config["base_model_path"], tmp / "evil-base"))
+    (base / "modeling_evil.py").write_text("raise SystemExit('remote code ran')\n")
+    base_config = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(
+        json.dumps({**base_config, "auto_map": {"AutoModel": "modeling_evil.Evil"}})
+    )
+    _edit_config(folder, base_model_path=str(base))

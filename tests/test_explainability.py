@@ -1,7 +1,7 @@
-"""explainability.attributions on real tiny ACT, Diffusion and π0.5 policies: a camera the policy
-ignores gets no attribution from any method, shares add up, π0.5's state is reported as not
-differentiable while its language is attributed through token embeddings, and the deletion test
-and heat maps are produced."""
+"""explainability.attributions on real tiny ACT, Diffusion, π0, π0.5 and SmolVLA policies: a camera the
+policy ignores gets no attribution from any method, shares add up, π0.5's state is reported as not
+differentiable while the language of every VLA is attributed through its token embeddings, and the
+deletion test and heat maps are produced. (GR00T N1.7's attributions: tests/test_vla_training.py.)"""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +20,7 @@ from tests.policies_fixtures import (
     tiny_pi05_architecture,
     write_tiny_tokenizer,
 )
+from tests.vla_backbones import tiny_pi0, tiny_smolvla, write_smolvlm_backbone
 from trustai.core.audit import AuditContext
 from trustai.core.evidence import Stage
 from trustai.lerobot.adapter import PolicyAdapter
@@ -50,12 +51,18 @@ def ignoring(built: tuple[Any, Any, Any], camera: str) -> PolicyAdapter:
     return PolicyAdapter(policy, preprocess, postprocessor)
 
 
-@pytest.fixture(scope="module", params=["act", "diffusion", "pi05"])
+@pytest.fixture(scope="module", params=["act", "diffusion", "pi0", "pi05", "smolvla"])
 def adapter(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> PolicyAdapter:
     if request.param == "diffusion":
         pytest.importorskip("diffusers", reason="LeRobot's Diffusion policy needs lerobot[diffusion]")
     tokenizer = write_tiny_tokenizer(tmp_path_factory.mktemp("tokenizer"))
-    builders = {"act": tiny_act, "diffusion": tiny_diffusion, "pi05": lambda: tiny_pi05(tokenizer)}
+    builders = {
+        "act": tiny_act,
+        "diffusion": tiny_diffusion,
+        "pi0": lambda: tiny_pi0(tokenizer),
+        "pi05": lambda: tiny_pi05(tokenizer),
+        "smolvla": lambda: tiny_smolvla(write_smolvlm_backbone(tmp_path_factory.mktemp("smolvlm"))),
+    }
     return ignoring(builders[request.param](), IGNORED)
 
 
@@ -79,7 +86,9 @@ def test_an_ignored_camera_gets_no_attribution_from_any_method(measured: Any) ->
 def test_shares_cover_every_differentiable_input_and_sum_to_one(
     measured: Any, adapter: PolicyAdapter
 ) -> None:
-    expected = {"top", "wrist", "language"} if adapter.has_language else {"top", "wrist", "state"}
+    expected = {"top", "wrist", "language", "state"}
+    expected -= set() if adapter.has_language else {"language"}
+    expected -= {"state"} if adapter.policy_type == "pi05" else set()
     for method in METHODS:
         shares = {r["input"]: r["share"] for r in measured.tables["shares"] if r["method"] == method}
         assert set(shares) == expected

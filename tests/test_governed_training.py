@@ -116,6 +116,22 @@ def test_ledger_holds_every_stage_and_finding(run):
     assert kinds.count("card") == 3  # two checkpoint cards and the release card
 
 
+def test_data_stage_runs_beside_training_and_lands_before_the_first_card(run):
+    run_dir, _ = run
+    db = sqlite3.connect(run_dir / "trustai" / "ledger.sqlite")
+    rows = [
+        (kind, stage, json.loads(payload))
+        for kind, stage, payload in db.execute("SELECT kind, stage, payload FROM records ORDER BY seq")
+    ]
+    first_card = next(i for i, (kind, _, _) in enumerate(rows) if kind == "card")
+    data = [p for kind, stage, p in rows if kind == "finding" and stage == "data"]
+    assert len(data) == 6 and all(i < first_card for i, r in enumerate(rows) if r[2] in data)
+    assert {f["check_id"]: f["status"] for f in data}["dataset-integrity"] == "pass"
+    digests = rows[0][2]["manifest"]["dataset"]["digests"]
+    assert set(digests["sources"]) == {"hashed"}  # a small dataset: every file read at start-up
+    assert digests["fingerprint"] == rows[0][2]["manifest"]["dataset"]["fingerprint"]
+
+
 def test_raising_and_hanging_audits_become_error_findings(run):
     run_dir, _ = run
     db = sqlite3.connect(run_dir / "trustai" / "ledger.sqlite")

@@ -21,7 +21,8 @@ BELOW["audits"] = BELOW["runtime"] | {"runtime", "lerobot"}
 BELOW["governance"] = BELOW["audits"] | {"attest"}
 BELOW["training_hooks"] = BELOW["governance"] | {"governance", "audits"}
 BELOW["reports"] = BELOW["governance"] | {"governance"}
-BELOW["cli"] = BELOW["training_hooks"] | BELOW["reports"] | {"training_hooks", "reports", "audits"}
+BELOW["dashboard"] = BELOW["reports"] | {"reports"}
+BELOW["cli"] = BELOW["training_hooks"] | BELOW["dashboard"] | {"training_hooks", "dashboard", "audits"}
 
 
 def layer(module: str) -> str:

@@ -2,9 +2,11 @@
 
 One run with the shipped ``dp-training`` pack goes to completion; one run with fixed noise and a budget
 that allows a single step stops cleanly. Unit tests cover the per-frame gradients on ACT, the empty
-Poisson draw, the refusal of layers Opacus cannot train, and the CLI's exit code for a budget stop.
+Poisson draw, the refusal of layers Opacus cannot train, ghost clipping (the same clipped gradients
+and the same ε as per-frame gradients), and the CLI's exit code for a budget stop.
 """
 
+import dataclasses
 import json
 import math
 import sqlite3
@@ -15,9 +17,11 @@ import torch
 from lerobot.datasets.factory import make_train_eval_datasets
 from lerobot.policies import make_policy, make_pre_post_processors
 from lerobot.policies.act.modeling_act import ACTPolicy
+from opacus.optimizers import DPOptimizer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 from trustai.audits.privacy.dp_budget import DPParams, PrivacyBudgetExhausted, dp_epsilon
+from trustai.training_hooks.dp_clipping import GhostClippingHooks, GhostClippingOptimizer, plan_clipping
 from trustai.training_hooks.dp_layers import (
     LayoutAwareHooks,
     PhantomCollate,
@@ -39,6 +43,7 @@ from trustai.packs import load_pack, parse_pack
 
 NOISE = 1.0
 SAMPLE_RATE = 0.1  # batch 8 of the 80 frames below
+MECHANISM = ("noise_multiplier", "sample_rate", "delta", "accountant")
 
 
 def dp_records(run_dir: Path, kind: str) -> list[dict]:
@@ -112,6 +117,10 @@ def test_dp_training_reports_finite_epsilon_growing_with_steps(finished):
     assert (second["steps"], second["sample_rate"], second["budget_exhausted"]) == (2, SAMPLE_RATE, False)
     assert [r["step"] for r in evidence[1]["tables"]["epsilon_by_step"]] == [1, 2]
     assert evidence[1]["tables"]["mechanism"][0]["accountant"] == "prv"
+    # The shipped pack clips with ghost norms where ACT's layers allow it, per-frame gradients elsewhere.
+    assert evidence[1]["tables"]["mechanism"][0]["clipping"] == "ghost"
+    modes = {(r["type"], r["clipping"]) for r in evidence[1]["tables"]["clipping_layers"]}
+    assert {("Linear", "ghost"), ("Conv2d", "ghost"), ("LayerNorm", "per-frame")} <= modes
     frozen = {r["parameter"] for r in evidence[1]["tables"]["frozen_parameters"]}
     assert frozen == {"model.encoder_1d_feature_pos_embed.weight", "model.decoder_pos_embed.weight"}
     assert all(f["status"] == "pass" for f in dp_records(run_dir, "finding"))
@@ -331,3 +340,77 @@ def test_optimizer_is_rebuilt_per_group_the_scheduler_follows_and_weights_save_i
     stock.load_state_dict(private.policy.state_dict(), strict=True)
     torch.testing.assert_close(stock.head.weight, private.policy.head.weight)
     assert not torch.equal(stock.attn.in_proj_weight, policy.attn.in_proj_weight)  # the DP steps moved it
+
+
+def test_ghost_clipping_gives_the_per_frame_clipped_gradients_of_act(act):
+    policy, dataset, run = act
+    policy.train()
+    fixed, _ = dp_compatible(policy)
+    frames = [dataset[i] for i in (0, 21, 42)]
+    layout = probe_layout(
+        fixed, run.batch(frames[:1], default_collate), run.batch(frames[:2], default_collate)
+    )
+    for name, _ in layout.frozen:
+        fixed.get_parameter(name).requires_grad_(False)
+    ghost, rows = plan_clipping(layout, {m: n for n, m in fixed.named_modules()})
+    modes = {(r["type"], r["clipping"]) for r in rows}
+    assert {("Linear", "ghost"), ("Conv2d", "ghost"), ("Conv2d", "per-frame")} <= modes
+    # A layer without a ghost norm falls back to per-frame gradients, named with the reason.
+    assert {"clipping": "per-frame", "why": "no ghost norm for this LayerNorm"}.items() <= next(
+        r for r in rows if r["type"] == "LayerNorm"
+    ).items()
+    params = [p for p in fixed.parameters() if p.requires_grad]
+    batch = run.batch(frames, default_collate)
+
+    def clipped(max_grad_norm: float, ghostly: bool) -> list[torch.Tensor]:
+        hooks = (
+            GhostClippingHooks(fixed, layout.batch_dims, ghost)
+            if ghostly
+            else LayoutAwareHooks(fixed, layout.batch_dims)
+        )
+        mechanism = {"noise_multiplier": 0.0, "max_grad_norm": max_grad_norm, "expected_batch_size": 3}
+        sgd = torch.optim.SGD(params, lr=0.0)
+        optimizer = (
+            GhostClippingOptimizer(sgd, hooks=hooks, **mechanism)
+            if ghostly
+            else DPOptimizer(sgd, **mechanism)
+        )
+        optimizer.zero_grad()
+        fixed.forward(batch)[0].backward()
+        optimizer.pre_step()
+        hooks.remove_hooks()
+        return [p.grad.clone() for p in params]
+
+    for max_grad_norm in (0.01, 1e6):  # every frame clipped; none clipped
+        per_frame, ghostly = clipped(max_grad_norm, False), clipped(max_grad_norm, True)
+        scale = max(g.abs().max().item() for g in per_frame)
+        for a, b in zip(per_frame, ghostly, strict=True):  # key biases get ~1e-10 (softmax ignores them)
+            torch.testing.assert_close(b, a, atol=1e-5 * scale, rtol=1e-3)
+
+
+def test_ghost_clipping_trains_and_spends_the_same_epsilon_as_per_frame_gradients():
+    def train(clipping: str) -> tuple[float, dict]:
+        torch.manual_seed(0)
+        frames = [{"x": torch.randn(5, 3), "y": torch.randn(()), "index": torch.tensor(i)} for i in range(40)]
+        policy = TinyPolicy()
+        optimizer = torch.optim.SGD(policy.parameters(), lr=0.1)
+        run = LeRobotRun(cfg=type("Cfg", (), {"steps": 4})(), preprocessor=lambda b: b, postprocessor=None)
+        params = DPParams(target_epsilon=50.0, noise_multiplier=NOISE, clipping=clipping)
+        private = privatize(policy, optimizer, DataLoader(frames, batch_size=8), None, params=params, run=run)
+        before = private.policy.head.weight.detach().clone()
+        for _, batch in zip(range(3), private.dataloader, strict=False):
+            private.policy.forward(batch)[0].backward()
+            private.optimizer.step()
+            private.optimizer.zero_grad()
+        assert not torch.equal(before, private.policy.head.weight)  # it trained
+        return private.engine.accountant.get_epsilon(1e-5), dataclasses.asdict(private.state())
+
+    ghost_epsilon, ghost = train("ghost")
+    per_frame_epsilon, per_frame = train("per-frame")
+    assert ghost["steps"] == per_frame["steps"] == 3
+    assert ghost_epsilon == per_frame_epsilon == dp_epsilon(3, **{k: ghost[k] for k in MECHANISM})
+    assert (ghost["clipping"], per_frame["clipping"]) == ("ghost", "per-frame")
+    layers = {r["layer"]: r["clipping"] for r in ghost["clipping_layers"]}
+    assert layers["attn.qlinear"] == "ghost"  # 4 positions: Gram matrices smaller than its 8×8 weight
+    assert layers["head"] == "per-frame"  # 4 positions: its 8 weights are smaller than the Gram matrices
+    assert {r["clipping"] for r in per_frame["clipping_layers"]} == {"per-frame"}

@@ -219,8 +219,12 @@ def test_pii_decodes_video_cameras(tmp_path: Path) -> None:
     )
     assert open_dataset_meta(videos).video_keys == [TOP]
     result = run_audit("privacy.pii", Stage.DATA, tmp_path, dataset=videos)
-    assert result.metrics["frames_checked"] == 36
+    assert result.metrics["frames_checked"] == 36 and result.inconclusive is None
     assert [(r["episode_index"], r["frame_index"]) for r in result.tables["flagged_frames"]] == [(1, 5)]
+    # No frame decoded: "no face" would be a verdict without a measurement.
+    unseen = run_audit("privacy.pii", Stage.DATA, tmp_path, dataset=videos, params={"max_frames": 0})
+    assert unseen.metrics["frames_checked"] == 0 and "no frame of camera(s)" in str(unseen.inconclusive)
+    assert unseen.inconclusive_metrics is not None and "faces" in unseen.inconclusive_metrics
 
 
 # -- privacy.membership_inference ----------------------------------------------------------------------
@@ -468,6 +472,7 @@ def test_datasheet_is_auto_filled_and_marks_provider_fields(pii_dataset: Path, t
     assert entries["totals"]["answer"]["episodes"] == 4 and entries["totals"]["answer"]["frames"] == 48
     assert entries["sensors"]["answer"]["fps"] == 10
     assert entries["sensors"]["answer"]["robot_type"] == "trustai_synthetic_pusher"
+    assert "(robot type trustai_synthetic_pusher)" in entries["instances"]["answer"]
     assert {t["task"] for t in entries["tasks"]["answer"]} == {LEFT, EMAIL_TASK}
     assert entries["personal_data"]["answer"]["faces"] == 1
     assert entries["quality"]["answer"]["frames"] == 48
@@ -503,17 +508,28 @@ def test_datasheet_is_auto_filled_and_marks_provider_fields(pii_dataset: Path, t
 # -- CLI: trustai drift, trustai monitor ----------------------------------------------------------------
 
 
-def test_drift_command(reference: Path, same_process: Path, brighter: Path, tmp_path: Path) -> None:
+def test_drift_command(
+    reference: Path, same_process: Path, brighter: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
     runner = CliRunner()
     same = runner.invoke(app, ["drift", "--reference", str(reference), "--current", str(same_process)])
     assert same.exit_code == 0, same.output
-    assert "drifted features: 0 of 29" in same.output
-    # Lighting moves the 4 colour statistics of the 29 features.
-    arguments = ["--reference", str(reference), "--current", str(brighter), "--max-drift-share", "0.1"]
+    assert "drifted features: 0 of 29" in same.output and "verdict: no drift" in same.output
+    # Lighting moves the 4 colour statistics of the 29 features: the audit's own verdict (dataset_drift)
+    # exits 1, whatever the deprecated share limit says.
+    arguments = ["--reference", str(reference), "--current", str(brighter), "--max-drift-share", "0.9"]
     moved = runner.invoke(app, ["drift", *arguments, "--out", str(tmp_path)])
     assert moved.exit_code == 1, moved.output
+    assert "verdict: drift" in moved.output and "--max-drift-share is deprecated" in moved.output
     assert (tmp_path / "drift_report.html").is_file()
-    assert json.loads((tmp_path / "drift.json").read_text())["metrics"]["dataset_drift"] is True
+    result = json.loads((tmp_path / "drift.json").read_text())
+    assert result["metrics"]["dataset_drift"] is True
+    # Output into a pipe is not laid out for 80 columns: the summary line and each drifted row stay whole.
+    lines = moved.output.splitlines()
+    assert any(line.startswith("drifted features: ") and line.endswith("drift_report.html") for line in lines)
+    drifted = [row["feature"] for row in result["features"] if row["drifted"]]
+    assert all(any(name in line and "yes" in line for line in lines) for name in drifted)
 
 
 def test_monitor_appends_post_market_evidence_to_the_run_ledger(

@@ -1,7 +1,10 @@
 """Compliance reports on a real governed LeRobot run (tiny ACT, CPU): every framework in every format,
-byte-identical re-renders, a page Chromium opens without a console message, PDF headings, tamper
-flags on the first page, system.yaml merging, and bad input exiting 2."""
+byte-identical re-renders, a page Chromium opens without a console message, PDF headings, page one
+(gate, integrity, coverage, what the provider must fill in) and tamper flags on it, tables inside the
+A4 page, detail as much as was found, findings as sentences, system.yaml merging, the model card's
+table cells, and bad input exiting 2."""
 
+import json
 import re
 import shutil
 import sqlite3
@@ -15,27 +18,34 @@ from PIL import Image
 from trustai.reports.blocks import BLOCKS
 from trustai.reports.build import build_report, write_report
 from trustai.reports.document import (
+    COVERAGE,
     Cite,
     Content,
     Document,
     EvidenceView,
     Fact,
     Figure,
+    Glance,
     Section,
     Table,
     Verdict,
 )
+from trustai.reports.findings import sentence
 from trustai.reports.frameworks import FRAMEWORKS, MONITOR
 from trustai.reports.render import chromium_args, write
+from trustai.reports.run_status import run_status
 from trustai.reports.system import SystemDescription, load_system
+from trustai.reports.views import MAX_TABLE_COLUMNS
 from trustai.training_hooks.lerobot_train import governed_train
 
+from trustai.attest.card import render_readme
 from trustai.attest.keys import generate_keypair
 from trustai.cli import main
 from trustai.cli.demo import demo_train_flags
 from trustai.core.audit import Audit, Measurement, Metric, declare, register
 from trustai.core.evidence import Stage
 from trustai.core.ledger import Record
+from trustai.core.run_record import EvidenceItem
 from trustai.governance import Governance
 from trustai.lerobot.synthetic import make_synthetic_dataset
 from trustai.packs import parse_pack
@@ -87,6 +97,11 @@ checks:
     thresholds: {nonfinite_state_values: {max: 0}, timestamp_gaps: {max: 0}}
     severity: block
     references: [eu-ai-act:art10, eu-ai-act:annex-iv-2d, nist-ai-rmf:MEASURE-2.1, iso-42001:A.7.4]
+  - id: datasheet
+    audit: data.datasheet
+    stage: data
+    severity: info
+    references: [eu-ai-act:annex-iv-2d]
   - id: training-health
     audit: train.health
     stage: train
@@ -243,6 +258,107 @@ def test_eu_report_maps_evidence_to_annex_iv_and_articles(run):
     assert not doc.tampered and doc.cover[-1].value.startswith("trustai ")
 
 
+def test_page_one_states_gate_integrity_coverage_and_what_the_provider_must_fill(run):
+    run_dir, pub = run
+    doc = build_report(run_dir, "eu-ai-act", public_key=pub)
+    glance, sections = doc.glance, {s.key: s for s in doc.sections}
+    assert glance.gate == run_status(run_dir).gate.verdict.value == "warn"  # as `trustai status` says
+    assert (
+        "warnings from planted-curves" in glance.gate_detail and "released checkpoint" in glance.gate_detail
+    )
+    assert glance.integrity == "verified"
+    assert glance.coverage == {state: sum(s.status == state for s in doc.sections) for state in COVERAGE}
+    # Evidence exists for Annex IV 2(g), but planted-curves warned there: failing, not green.
+    assert sections["Annex IV 2(g)"].status == "failing" and sections["Annex IV 2(g)"].records > 0
+    assert "failing: " in glance.coverage_detail and "Annex IV 2(g)" in glance.coverage_detail
+    attention = {row[0]: row for row in glance.attention.rows}
+    assert attention["planted-curves"][2] == "Accuracy mean 0.8 fell below the minimum 0.9 (warning)"
+    provider = {f.label: f.value for f in glance.provider}
+    assert "intended_purpose" in provider["system.yaml"] and "consent" in provider["Datasheet answers"]
+
+
+def test_detail_follows_what_was_found(run):
+    run_dir, pub = run
+    doc = build_report(run_dir, "eu-ai-act", public_key=pub)
+    views = {v.title: v for s in doc.sections for v in s.evidence}
+    # The latest record of each check is in the appendix: in full when it did not pass, in summary when
+    # it did; an earlier one that did not pass briefly; earlier passes are one row each.
+    assert views["planted-curves (checkpoint, step 8)"].detail == "full"
+    assert views["training-health (train, step 8)"].detail == "summary"
+    assert views["planted-curves (checkpoint, step 4)"].detail == "brief"
+    assert "training-health (train, step 4)" not in views
+    assert {(row[0], row[1]) for row in doc.other_evidence.rows} == {
+        ("training-health", "train, step 4"),
+        ("provenance", "checkpoint, step 4"),
+    }
+    tables = [t for s in doc.sections for v in s.evidence for t in v.content.tables]
+    assert tables and max(len(t.columns) for t in tables) <= MAX_TABLE_COLUMNS
+    assert all(row[2] in ("pass", "warn", "fail", "error", "inconclusive") for row in doc.other_evidence.rows)
+
+
+def test_coverage_is_passing_only_when_every_check_behind_an_item_held():
+    def status(outcomes: list[str], gaps: list[str] = []) -> str:  # noqa: B006 - read only
+        return Section("k", "t", "a", outcomes=outcomes, gaps=gaps).status
+
+    assert status(["pass", "pass"]) == "passing"
+    assert status(["pass", "warn"]) == status(["fail", "error", "inconclusive"]) == "failing"
+    assert status(["pass", "error"], ["a gap"]) == "error"
+    assert status(["inconclusive"], ["a gap"]) == "inconclusive"
+    assert status(["pass"], ["a gap"]) == status([], ["a gap"]) == "missing"
+
+
+def _judged(status: str, severity: str, evidence: dict | None = None, **finding) -> EvidenceItem:
+    def record(seq: int, kind: str, payload: dict) -> Record:
+        return Record(seq, "t", kind, "checkpoint", payload, "0" * 64, "0" * 64, f"{seq:064d}")
+
+    payload = {"check_id": "corruptions", "audit": "robustness.corruptions", "stage": "checkpoint"}
+    found = {"check_id": "corruptions", "status": status, "severity": severity, **finding}
+    return EvidenceItem(record(5, "evidence", payload | (evidence or {})), record(6, "finding", found))
+
+
+def test_findings_read_as_sentences_with_errors_cleaned():
+    broken = {"metric": "mean_action_deviation", "op": "max", "limit": 0.2, "value": 0.31, "held": False}
+    assert (
+        sentence(_judged("fail", "block", thresholds=[broken]))
+        == "corruptions: mean action deviation 0.31 exceeded the limit 0.2 (fail, blocks release)"
+    )
+    error = "TrustaiUserError: data/x: no held-out episodes\nHow to fix: pass holdout_episodes"
+    assert sentence(
+        _judged("error", "block", {"error": error}, message=f"audit did not complete: {error}")
+    ) == (
+        "corruptions: the audit did not complete: data/x: no held-out episodes; how to fix: pass "
+        "holdout_episodes (error, blocks release)"
+    )
+    assert sentence(_judged("error", "warn", {"error": "ValueError: bad\n value"}), lead=False) == (
+        "The audit did not complete: bad; value (ValueError) (error, warning)"
+    )
+    unmeasured = _judged("inconclusive", "block", message="could not measure: no frame was decoded")
+    assert (
+        sentence(unmeasured)
+        == "corruptions: could not measure: no frame was decoded (inconclusive, blocks release)"
+    )
+    held = {**broken, "value": 0.1, "held": True}
+    assert (
+        sentence(_judged("pass", "block", thresholds=[held]))
+        == "corruptions: mean action deviation 0.1 ≤ 0.2 held (pass)"
+    )
+
+
+def test_model_card_table_keeps_a_multi_line_finding_in_its_cell(run):
+    run_dir, _ = run
+    card = json.loads(
+        (run_dir / "checkpoints" / "000008" / "pretrained_model" / "trustai" / "card.json").read_text()
+    )
+    findings = card["governance"]["findings"]
+    findings[0]["message"] = "audit did not complete: ValueError: a | b\n  second line"
+    tokens = MarkdownIt("commonmark").enable("table").parse(render_readme(card))
+    rows = [i for i, t in enumerate(tokens) if t.type == "tr_open"]
+    assert len(rows) == len(findings) + 1  # the header and one row per finding: no row was split
+    first = [t for t in tokens[rows[1] :] if t.type == "inline"][:6]
+    cell_text = "".join(c.content for c in first[4].children)
+    assert cell_text == "audit did not complete: ValueError: a | b second line"
+
+
 def test_system_yaml_is_merged_and_malformed_ones_name_file_and_line(run, tmp_path, cli):
     run_dir, pub = run
     system = tmp_path / "system.yaml"
@@ -270,7 +386,7 @@ def test_system_yaml_is_merged_and_malformed_ones_name_file_and_line(run, tmp_pa
 def test_report_on_a_checkpoint_covers_evidence_up_to_its_step(run):
     run_dir, pub = run
     doc = build_report(run_dir / "checkpoints" / "000004", "nist-ai-rmf", public_key=pub)
-    assert doc.subtitle.endswith("checkpoints/000004/pretrained_model")
+    assert doc.subtitle.endswith("checkpoints/000004/pretrained_model (step 4)")
     steps = {v.summary for s in doc.sections for v in s.evidence}
     assert not any("step 8" in summary or "stage release" in summary for summary in steps)
     assert not any(v.name.startswith("checkpoints/000008") for v in doc.verdicts)
@@ -305,8 +421,18 @@ def test_pdf_has_every_annex_iv_heading_and_states_verification_on_page_one(run,
     missing = [p for p in ANNEX_IV if f"{p}:" not in text]
     assert missing == []
     first = pdf_text(pdf, "-f", "1", "-l", "1")
-    assert "verified with public key" in first and "ok (ledger hash chain" in first
-    assert "INTEGRITY FAILURE" not in text
+    # Page one leads with the three verdicts, then what stops release and what the provider must fill.
+    assert (
+        first.index("Gate") < first.index("Integrity") < first.index("Coverage") < first.index("About this")
+    )
+    assert "VERIFIED" in first and "checks of trustai verify" in first and "sha256:" in first
+    assert "planted-curves" in first and "Accuracy mean 0.8 fell below the minimum 0.9" in first
+    assert "system.yaml" in first and "intended_purpose" in first and "Datasheet answers" in first
+    assert "INTEGRITY FAILURE" not in text and "TrustaiUserError" not in text
+    # Every word lies on the A4 page: no table runs off its right edge.
+    bbox = pdf_text(pdf, "-bbox")
+    width = float(re.search(r'<page width="([\d.]+)"', bbox).group(1))
+    assert max(float(x) for x in re.findall(r'xMax="([\d.]+)"', bbox)) <= width
 
 
 def _flip_evidence_byte(copy: Path) -> str:
@@ -321,12 +447,13 @@ def _flip_evidence_byte(copy: Path) -> str:
 def _edit_ledger_record(copy: Path) -> str:
     db = sqlite3.connect(copy / "trustai" / "ledger.sqlite", isolation_level=None)
     db.execute("DROP TRIGGER records_no_update")
-    payload = db.execute("SELECT payload FROM records WHERE seq = 3").fetchone()[0]
+    seq, payload = db.execute(
+        """SELECT seq, payload FROM records WHERE payload LIKE '%"stage":"data"%' ORDER BY seq"""
+    ).fetchone()
     forged = payload.replace('"stage":"data"', '"stage":"dada"')
-    assert forged != payload
-    db.execute("UPDATE records SET payload = ? WHERE seq = 3", (forged,))
+    db.execute("UPDATE records SET payload = ? WHERE seq = ?", (forged, seq))
     db.close()
-    return "record 3 "
+    return f"record {seq} "
 
 
 @pytest.mark.parametrize("tamper", [_flip_evidence_byte, _edit_ledger_record])
@@ -339,7 +466,8 @@ def test_tampered_run_is_flagged_on_the_first_page(run, tmp_path, tamper):
     first = pdf_text(write(doc, "pdf", tmp_path / "report.pdf")[0], "-f", "1", "-l", "1")
     assert "INTEGRITY FAILURE" in first and named in first
     md = write(doc, "md", tmp_path / "report.md")[0].read_text()
-    assert "INTEGRITY FAILURE" in md.split("## Integrity at rendering")[0]
+    assert "INTEGRITY FAILURE" in md.split("## About this report")[0]
+    assert doc.glance.integrity == "failed" and named in doc.glance.integrity_detail + first
 
 
 def test_an_altered_artifact_is_withheld_and_flagged(run, tmp_path):
@@ -360,8 +488,8 @@ def test_without_a_key_signatures_are_not_checked(run, monkeypatch, tmp_path):
     run_dir, _ = run
     monkeypatch.setenv("TRUSTAI_HOME", str(tmp_path))  # no default key there
     doc = build_report(run_dir, "eu-ai-act")
-    signature = next(f for f in doc.cover if f.label.startswith("Signature verification"))
-    assert signature.value.startswith("not checked") and not doc.tampered
+    assert doc.glance.integrity == "not fully checked" and not doc.tampered
+    assert "no public key given or found" in doc.glance.integrity_detail
 
 
 def test_bad_input_exits_2_with_one_message_and_no_traceback(run, tmp_path):
@@ -433,11 +561,18 @@ def _hostile_document() -> tuple[Document, list[str]]:
 
     view = EvidenceView("e-1", bad(), bad(), bad(), cite, content())
     section = Section(bad(), bad(), bad(), content(), [view], Table(bad(), [bad()], [[bad()]]), [bad()])
+    glance = Glance(
+        gate="blocked", gate_detail=bad(), integrity="failed", integrity_detail=bad(),
+        coverage={"failing": 1}, coverage_detail=bad(),
+        attention=Table(bad(), [bad(), bad()], [[bad(), bad()]], [cite], note=bad()),
+        provider=[Fact(bad(), bad(), bad(), [cite])],
+    )  # fmt: skip
     doc = Document(
-        framework="eu-ai-act", title=bad(), intro=bad(), subtitle=bad(),
+        framework="eu-ai-act", title=bad(), intro=bad(), subtitle=bad(), glance=glance,
         cover=[Fact(bad(), bad(), bad(), [cite])],
         verdicts=[Verdict(bad(), "failed", (bad(), bad()))],
         sections=[section], crosswalk=Table(bad(), [bad()], [[bad()]]), records=[record],
+        other_evidence=Table(bad(), [bad()], [[bad()]], [cite]),
     )  # fmt: skip
     return doc, texts
 
@@ -461,10 +596,14 @@ def test_markdown_escapes_every_value_and_keeps_the_report_structure(tmp_path):
     # Every value reads back exactly as it was (blanks leading a value dropped): no markup took effect.
     assert [t for t in texts if t.lstrip(" \t") not in shown] == []
     kinds = [t.type for t in tokens]
-    assert [t.tag for t in tokens if t.type == "heading_open"] == ["h1", "h2", "h2", "h2", "h3", "h2", "h2"]
+    # Title; about, coverage, the item, crosswalk; appendix A with the item and its evidence; B, C, D.
+    headings = ["h1", "h2", "h2", "h2", "h2", "h2", "h3", "h4", "h2", "h2", "h2"]
+    assert [t.tag for t in tokens if t.type == "heading_open"] == headings
     assert kinds.count("blockquote_open") == 1 and kinds.count("bullet_list_open") == 2  # tamper note, gaps
     assert not {"ordered_list_open", "code_block", "fence", "hr", "html_block"} & set(kinds[1:])
-    assert kinds.count("table_open") == 10
+    # Verdicts, attention, provider, cover, coverage; the item's checks, facts, table; crosswalk; the
+    # evidence's facts and table; other evidence, integrity, ledger records.
+    assert kinds.count("table_open") == 14
     inline = [c for t in tokens if t.type == "inline" for c in t.children]
     anchor = doc.sections[0].anchor
     assert {c.content for c in inline if c.type == "html_inline"} == {"<br>", f'<a id="{anchor}">', "</a>"}

@@ -94,11 +94,13 @@ def _covered(layer: nn.Module) -> Iterator[nn.Parameter]:
 
 @dataclass
 class Layout:
-    """What a probe found: each hooked layer's batch dimension, and the trainable parameters that cannot
-    get per-frame gradients, as (name, reason)."""
+    """What a probe found: each hooked layer's batch dimension, the trainable parameters that cannot
+    get per-frame gradients, as (name, reason), and each hooked layer's calls in the two-frame forward
+    (per call, the shapes of its tensor inputs)."""
 
     batch_dims: dict[nn.Module, int]
     frozen: list[tuple[str, str]]
+    inputs: dict[nn.Module, list[list[tuple[int, ...]]]]
 
 
 def probe_layout(policy: nn.Module, one: dict, two: dict) -> Layout:
@@ -165,7 +167,7 @@ def probe_layout(policy: nn.Module, one: dict, two: dict) -> Layout:
         else:
             reason = "read outside its layer's forward, so Opacus cannot give it per-frame gradients"
         frozen.append((name, reason))
-    return Layout(batch_dims, frozen)
+    return Layout(batch_dims, frozen, shapes_two)
 
 
 def _loss(output: Any) -> torch.Tensor:

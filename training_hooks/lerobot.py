@@ -1,7 +1,10 @@
 """Governance inside LeRobot's own trainer: an ``accelerate.Accelerator`` subclass handed to
 ``lerobot.scripts.lerobot_train.train(cfg, accelerator=...)``. Nothing else in the user's code changes.
 
-- ``prepare`` sees the dataloader: the data stage runs on its dataset, before the first step.
+- ``prepare`` sees the dataloader: it records the run manifest, with the dataset's fingerprint made in
+  time that grows with its number of files, not bytes (trustai.lerobot.dataset_digests), and starts
+  the data stage on the dataset; with the default runtime (``process``) that stage runs beside the
+  training loop and its findings land before the first card is sealed.
 - ``backward`` / ``clip_grad_norm_`` see every step: loss and grad norm are kept on device (no sync).
 - ``wait_for_everyone`` follows every LeRobot checkpoint: new ``checkpoints/<step>/pretrained_model``
   folders get the train and checkpoint stages, then a signed card.
@@ -19,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +82,24 @@ class GovernedAccelerator(Accelerator):
 
     def __init__(self, *args: Any, governance: Governance, train_config: Any = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self._govern(governance, train_config)
+
+    @classmethod
+    def adopt(
+        cls, accelerator: Accelerator, *, governance: Governance, train_config: Any = None
+    ) -> "GovernedAccelerator":
+        """Turn an Accelerator someone else built (LeRobot's ``make_accelerator`` factory) into a
+        GovernedAccelerator in place, keeping every setting it was built with (FSDP plugin, device mesh,
+        process group, DDP and gradient-accumulation handlers); returns the same object."""
+        if not isinstance(accelerator, Accelerator):
+            raise TypeError(f"expected an accelerate.Accelerator, got {type(accelerator).__name__}")
+        # The subclass adds behaviour and per-run attributes only, so re-classing the built object is
+        # exactly what constructing it as a GovernedAccelerator with the same arguments would give.
+        accelerator.__class__ = cls
+        accelerator._govern(governance, train_config)
+        return accelerator
+
+    def _govern(self, governance: Governance, train_config: Any) -> None:
         self.governance = governance
         self.train_config = config_dict(train_config)
         # The seed LeRobot's train() seeds with is the config's: taking it from there means the record
@@ -93,6 +115,7 @@ class GovernedAccelerator(Accelerator):
         self._started = False
         self._sealed: set[Path] = set()
         self._last_checkpoint: tuple[Path, int] | None = None
+        self._background: ThreadPoolExecutor | None = None  # barrier work, with an asynchronous runtime
 
     # -- training-loop hooks -------------------------------------------------------------------------
     def prepare(self, *args: Any, device_placement: Any = None) -> Any:
@@ -154,14 +177,15 @@ class GovernedAccelerator(Accelerator):
     @_never_raise
     def _on_prepare(self, args: tuple) -> None:
         from trustai.core.manifest import run_manifest
-        from trustai.lerobot.datasets import dataset_fingerprint
 
         loader = next((a for a in args if isinstance(a, DataLoader)), None)
         dataset = getattr(loader, "dataset", None)
         root = getattr(dataset, "root", None)
         repo_id = getattr(dataset, "repo_id", None)
-        fingerprint = dataset_fingerprint(Path(root)) if root else None
         gov = self.governance
+        # Digests claimed per file (large files unread when the data stage re-reads every byte later).
+        digests = gov.claim_dataset(Path(root)) if root else None
+        fingerprint = digests.fingerprint if digests else None
         gov.use_dataset(root, repo_id or (str(root) if root else None), fingerprint)
         self._sealed = self._sealed_before()
         sealed = [p for p in self._checkpoints() if p.resolve() in self._sealed]
@@ -172,6 +196,7 @@ class GovernedAccelerator(Accelerator):
             seed=self.run_seed,
             dataset=repo_id,
             dataset_fingerprint=fingerprint,
+            dataset_digests=digests.record() if digests else None,
         )
         previous = gov.ledger.head()
         if previous is not None:
@@ -211,15 +236,38 @@ class GovernedAccelerator(Accelerator):
             self._last_checkpoint = (folder, step)
 
     def _audit_checkpoint(self, folder: Path, step: int) -> None:
+        """The checkpoint's stages; with an asynchronous runtime their recording (ledger writes, each
+        synced to disk) happens on one background thread, in order, and the loop only collects the
+        health statistics. DP training keeps it on the loop: its budget stop is recorded in order."""
         gov = self.governance
-        gov.checkpoint_stages(
-            folder, step, training=self.health.summary(), dataset=gov.dataset_root, manifest=self.manifest
+        stages = functools.partial(
+            gov.checkpoint_stages,
+            folder,
+            step,
+            training=self.health.summary(),
+            dataset=gov.dataset_root,
+            manifest=self.manifest,
         )
+        if gov.executor is gov.inline or self.privacy is not None:
+            stages()
+            return
+        if self._background is None:
+            self._background = ThreadPoolExecutor(1, thread_name_prefix="trustai-governance")
+        self._background.submit(self._in_background, stages)
+
+    def _in_background(self, stages: Callable[[], None]) -> None:
+        try:
+            stages()
+        except Exception as exc:  # governance must never stop training
+            log.exception("trustai: recording a checkpoint's stages failed; training continues")
+            self.governance.hook_error("_audit_checkpoint", exc)
 
     @_never_raise
     def _on_end(self) -> None:
         t0 = time.perf_counter()
         gov = self.governance
+        if self._background is not None:  # the checkpoints' stages are recorded before the release's
+            self._background.shutdown(wait=True)
         finished = gov.drain()
         folder, step = self._last_checkpoint or (None, self.health.steps)
         gov.release_stage(folder, step, dataset=gov.dataset_root, manifest=self.manifest)

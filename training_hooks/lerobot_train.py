@@ -1,14 +1,17 @@
 """``trustai train``: LeRobot's own trainer, same flags and outputs, under governance.
 
 The flags are parsed exactly as ``lerobot-train`` parses them (its ``parser.wrap``), then
-``lerobot.scripts.lerobot_train.train`` runs with a GovernedAccelerator configured as LeRobot would
-configure its own Accelerator.
+``lerobot.scripts.lerobot_train.train`` runs with its accelerator governed (``train_governed``): on
+LeRobot 0.6.1 a GovernedAccelerator configured as LeRobot would configure its own is passed in; on LeRobot
+main, the accelerator LeRobot's ``make_accelerator`` factory builds is adopted as it is.
 """
 
 import importlib
+import inspect
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -16,7 +19,7 @@ from urllib.error import URLError
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
 from trustai.errors import TrustaiUserError
-from trustai.governance import Governance
+from trustai.governance import TRAINING_RUNTIME, Governance
 from trustai.packs import PolicyPack
 
 
@@ -127,15 +130,18 @@ def governed_train(
     pack: PolicyPack | str,
     signing_key: Path | None,
     *,
-    runtime: str = "inline",
+    runtime: str = TRAINING_RUNTIME,
     ray_address: str | None = None,
+    trackers: Sequence[str] = (),
 ) -> Path:
     """Run LeRobot training with ``flags`` under ``pack``; return the run (output) folder.
 
-    ``runtime="ray"`` sends checkpoint audits to Ray (see trustai.runtime.ray_executor); raises
-    TrustaiUserError before training when the Ray cluster at ``ray_address`` cannot be reached."""
-    from lerobot.scripts.lerobot_train import train
-    from trustai.training_hooks.lerobot import GovernedAccelerator
+    Data, checkpoint and release audits run beside the training loop: by default in local worker
+    processes (trustai.runtime.process_executor), with ``runtime="ray"`` as Ray tasks (raises
+    TrustaiUserError before training when the Ray cluster at ``ray_address`` cannot be reached), with
+    ``runtime="inline"`` in the training process itself, in the loop's time. ``trackers`` (``wandb``,
+    ``mlflow``) receive every finding, gate and card digest (trustai.training_hooks.trackers)."""
+    from trustai.training_hooks.trackers import tracking
 
     cfg = parse_train_config(flags)
     if cfg.dataset is not None and cfg.dataset.root is not None:
@@ -144,13 +150,9 @@ def governed_train(
     governance = Governance(
         run_dir, pack, signing_key=signing_key, seed=cfg.seed or 0, runtime=runtime, ray_address=ray_address
     )
-    config = json.loads(json.dumps(cfg.to_dict(), default=str))
-    accelerator = GovernedAccelerator(governance=governance, train_config=config, **accelerator_kwargs(cfg))
-    if accelerator.is_main_process:
-        # Before the loop: a bad --ray-address exits 2 now, and Ray's start-up is not paid at a checkpoint.
-        governance.executor.start()
     try:
-        train(cfg, accelerator=accelerator)
+        with tracking(governance, trackers, wandb_enabled=bool(cfg.wandb.enable and cfg.wandb.project)):
+            train_governed(cfg, governance)
     except Exception as exc:
         failed = _failed_download(exc)
         if failed is None:
@@ -159,6 +161,54 @@ def governed_train(
     finally:
         governance.close()
     return run_dir
+
+
+def train_governed(cfg: Any, governance: Governance) -> None:
+    """Run LeRobot's own ``train(cfg)`` with its accelerator governed by ``governance``, on every LeRobot
+    this package supports: 0.6.0/0.6.1, where ``train`` takes ``accelerator=``, and later releases, where
+    ``train`` builds it with ``make_accelerator(cfg)`` (LeRobot main); that factory's accelerator, with
+    the FSDP, parallelism and gradient-accumulation settings it applies, is the one governed.
+
+    The run's executor starts on the main process before the first step (a bad Ray address fails now,
+    and Ray's start-up is not paid at the first checkpoint). Raises TrustaiUserError when the installed
+    LeRobot offers neither hook point."""
+    from lerobot.scripts import lerobot_train
+    from trustai.training_hooks.lerobot import GovernedAccelerator
+
+    config = json.loads(json.dumps(cfg.to_dict(), default=str))
+
+    def govern(accelerator: Any) -> GovernedAccelerator:
+        governed = GovernedAccelerator.adopt(accelerator, governance=governance, train_config=config)
+        if governed.is_main_process:
+            governance.executor.start()
+        return governed
+
+    factory = getattr(lerobot_train, "make_accelerator", None)
+    if factory is not None:
+        lerobot_train.make_accelerator = lambda config_: govern(factory(config_))
+        try:
+            lerobot_train.train(cfg)
+        finally:
+            lerobot_train.make_accelerator = factory
+    elif "accelerator" in inspect.signature(lerobot_train.train).parameters:
+        from accelerate import Accelerator
+
+        lerobot_train.train(cfg, accelerator=govern(Accelerator(**accelerator_kwargs(cfg))))
+    else:
+        raise TrustaiUserError(
+            "this LeRobot's train() neither takes accelerator= nor builds it with make_accelerator()",
+            where=f"lerobot {_lerobot_version()} ({lerobot_train.__file__})",
+            fix="install a LeRobot release trustai supports (pyproject.toml: lerobot>=0.6,<0.7)",
+        )
+
+
+def _lerobot_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lerobot")
+    except PackageNotFoundError:
+        return "(version unknown)"
 
 
 _DOWNLOAD_ERRORS = (URLError, OfflineModeIsEnabled, LocalEntryNotFoundError)

@@ -14,6 +14,9 @@ optimizer, dataloader and lr scheduler to ``make_private`` before Accelerate see
 - PrivacyEngine.make_private gives a DPOptimizer (per-frame clipping, Gaussian noise, accountant) and a
   Poisson-sampling DPDataLoader. Per-frame gradients come from Opacus' hooks attached in place, so the
   policy is never wrapped and LeRobot saves it as usual (attention layers in torch's own layout).
+  With ``clipping: ghost`` (the default) the layers that allow it are clipped from ghost norms,
+  without per-frame gradients (trustai.training_hooks.dp_clipping), the others keep per-frame
+  gradients; the noise and the accountant are the same, so is ε.
 
 The privacy unit is one dataset frame. ε is a deterministic function of the steps taken, so the most
 steps the budget allows is known at prepare time and the budget costs nothing per step. Before the
@@ -48,6 +51,13 @@ from trustai.audits.privacy.dp_budget import (
     dp_epsilon,
     dp_noise_multiplier,
     dp_steps_within,
+)
+from trustai.training_hooks.dp_clipping import (
+    GHOST,
+    PER_FRAME,
+    GhostClippingHooks,
+    GhostClippingOptimizer,
+    plan_clipping,
 )
 from trustai.training_hooks.dp_layers import (
     DP_FIX,
@@ -147,6 +157,7 @@ class PrivateTraining:
         steps_within_budget: int,
         replaced: list[dict[str, str]],
         frozen: list[tuple[str, str]],
+        clipping_layers: list[dict[str, str]],
     ):
         self.params, self.run, self.engine = params, run, engine
         self.policy, self.optimizer, self.dataloader, self.scheduler = objects
@@ -156,6 +167,7 @@ class PrivateTraining:
         self.steps_within_budget = steps_within_budget
         self.replaced = tuple(replaced)
         self.frozen = tuple({"parameter": name, "reason": why} for name, why in frozen)
+        self.clipping_layers = tuple(clipping_layers)
         self.health = PrivateTrainingHealth(self)
         self.positions: dict[str, int] = {}  # where make_private found each object in prepare's arguments
         self._prepared: tuple[Any, Any, Any] = (self.policy, self.optimizer, self.scheduler)
@@ -182,6 +194,8 @@ class PrivateTraining:
             dataset_frames=len(self.dataloader.dataset),
             replaced_modules=self.replaced,
             frozen_parameters=self.frozen,
+            clipping=self.params.clipping,
+            clipping_layers=self.clipping_layers,
         )
 
     def attach(self, prepared: tuple) -> None:
@@ -294,6 +308,9 @@ def privatize(
                 "privacy.dp needs each frame's dataset 'index' in the batch", fix="train on a LeRobotDataset"
             )
         layout = probe_layout(fixed, one, two)
+        ghost, clipping_layers = plan_clipping(layout, {m: n for n, m in fixed.named_modules()})
+        if params.clipping != GHOST:
+            ghost, clipping_layers = set(), [{**row, "clipping": PER_FRAME} for row in clipping_layers]
 
         for name, _ in layout.frozen:
             param = fixed.get_parameter(name)
@@ -320,11 +337,17 @@ def privatize(
                 wrap_model=False,
                 poisson_sampling=True,
             )
-            hooks = LayoutAwareHooks(fixed, layout.batch_dims)
+            hooks = (
+                GhostClippingHooks(fixed, layout.batch_dims, ghost)
+                if params.clipping == GHOST
+                else LayoutAwareHooks(fixed, layout.batch_dims)
+            )
         except (ValueError, NotImplementedError) as exc:
             raise TrustaiUserError(f"Opacus refused the training setup: {exc}", fix=DP_FIX) from None
         undo.callback(hooks.remove_hooks)
         hooks.forbid_grad_accumulation()
+        if isinstance(hooks, GhostClippingHooks):
+            dp_optimizer = GhostClippingOptimizer.replacing(dp_optimizer, hooks)
         dp_loader.collate_fn = PhantomCollate(collate, dataset)
         fixed.forward = weigh_phantoms(fixed.forward, hooks)
         undo.callback(delattr, fixed, "forward")
@@ -338,6 +361,7 @@ def privatize(
             steps_within_budget=within,
             replaced=replaced,
             frozen=layout.frozen,
+            clipping_layers=clipping_layers,
         )
         undo.pop_all()
     if within < steps_planned:

@@ -8,10 +8,18 @@ card, after the run's end, and when it closes, so no record outlives its stage w
 Without a key the ledger stays unanchored, and verification says so.
 Run folder layout: ``trustai.layout``; a stage's artifacts go to ``artifacts/<stage>-<step>-<check>/``
 (``artifacts/audit-<stage seq>-<check>/`` for stages that ``trustai audit`` raised on a saved checkpoint).
+
+With an asynchronous runtime (``process``, ``ray``) the data stage runs beside training, and the stages
+raised while it runs (checkpoints, release) start once it has completed: every card is sealed after the
+data stage's findings are in the ledger, and a dataset fingerprint that was still pending at start-up
+(``trustai.lerobot.dataset_digests``) is, by then, the one the data stage verified.
 """
 
+import functools
 import logging
 import os
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -36,6 +44,7 @@ from trustai.core.records import (
 )
 from trustai.core.run_record import RunLedger
 from trustai.errors import TrustaiUserError
+from trustai.lerobot.dataset_digests import VERIFYING_AUDIT, DatasetDigests, claim_digests
 from trustai.lerobot.datasets import resolve_dataset_root
 from trustai.packs import PolicyPack, judge, load_pack
 from trustai.runtime.executor import AuditJob, Executor
@@ -46,7 +55,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trustai")
 
-ASYNC_STAGES = frozenset({Stage.CHECKPOINT, Stage.RELEASE, Stage.MONITOR})
+ASYNC_STAGES = frozenset({Stage.DATA, Stage.CHECKPOINT, Stage.RELEASE, Stage.MONITOR})
+RUNTIMES = ("inline", "process", "ray")
+TRAINING_RUNTIME = "process"  # what `trustai train` uses unless told otherwise
 
 
 class Governance:
@@ -63,12 +74,13 @@ class Governance:
         ray_address: str | None = None,
         ray_cpus: int | None = None,
     ):
-        """``runtime="ray"`` runs checkpoint, release and monitor checks as Ray tasks (local Ray with
-        ``ray_cpus`` CPUs started on demand, by default a quarter of the cores so the trainer keeps the
-        rest, or the cluster at ``ray_address`` / ``RAY_ADDRESS``); data and train checks, and every
-        check with ``runtime="inline"``, run in this process."""
-        if runtime not in ("inline", "ray"):
-            raise TrustaiUserError(f"unknown runtime {runtime!r}", fix="use 'inline' or 'ray'")
+        """``runtime="process"`` runs data, checkpoint, release and monitor checks in a pool of
+        low-priority worker processes on this machine (``trustai.runtime.process_executor``);
+        ``runtime="ray"`` runs them as Ray tasks (local Ray with ``ray_cpus`` CPUs started on demand, by
+        default a quarter of the cores so the trainer keeps the rest, or the cluster at ``ray_address`` /
+        ``RAY_ADDRESS``). Train checks, and every check with ``runtime="inline"``, run in this process."""
+        if runtime not in RUNTIMES:
+            raise TrustaiUserError(f"unknown runtime {runtime!r}", fix=f"use one of: {', '.join(RUNTIMES)}")
         self.run_dir = Path(run_dir)
         self.pack = pack if isinstance(pack, PolicyPack) else load_pack(pack)
         self.signing_key = Path(signing_key) if signing_key else None
@@ -79,12 +91,30 @@ class Governance:
         self.dataset_root: Path | None = None  # the training dataset's folder, once training named it
         self.dataset_inputs = InputProvenance()
         self.inline: Executor = InlineExecutor(self.trustai_dir)
-        self.executor: Executor = self.inline  # where checkpoint, release and monitor checks run
-        if runtime == "ray":
+        self.executor: Executor = self.inline  # where data, checkpoint, release and monitor checks run
+        # Batches submitted and not completed (their on_done included), data-stage batches among them,
+        # and the launches of stages raised while a data stage was open.
+        self._order = threading.Condition()
+        self._open = 0
+        self._data_open = 0
+        self._deferred: list[Callable[[], None]] = []
+        self.observers: list[Callable[[Record], None]] = []  # see _notify (experiment trackers)
+        if runtime == "process":
+            from trustai.runtime.process_executor import ProcessExecutor
+
+            self.executor = ProcessExecutor(self.trustai_dir)
+        elif runtime == "ray":
             from trustai.runtime.ray_executor import RayExecutor
 
             cpus = ray_cpus or max(1, (os.cpu_count() or 2) // 4)
             self.executor = RayExecutor(self.trustai_dir, address=ray_address, num_cpus=cpus)
+
+    def claim_dataset(self, root: Path) -> DatasetDigests:
+        """The dataset's per-file digests and fingerprint for the run manifest. Large files' digests are
+        claimed without reading them (hub cache, digest cache) only when a data-stage check of the pack
+        re-reads every byte (``provenance.dataset``); otherwise every file is read now."""
+        fast = any(c.audit == VERIFYING_AUDIT for c in self.pack.checks_for(Stage.DATA))
+        return claim_digests(root, fast=fast)
 
     def use_dataset(self, root: Path | None, name: str | None, fingerprint: str | None) -> None:
         """Name the training dataset (its folder, repo id or path, content fingerprint): data,
@@ -155,8 +185,9 @@ class Governance:
         The audits see ``dataset`` / ``reference`` (dataset folders), ``checkpoint_dir``, ``training``
         (the training hook's statistics), ``manifest`` and an already loaded ``policy`` (inline only);
         ``inputs`` is the evidence's provenance (default: the training dataset's, at ``step``). Never
-        raises for an audit's failure: it becomes an ``error`` finding. Checkpoint, release and monitor
-        checks go to ``self.executor``; on Ray this returns at once (``[]``). ``on_finding(finding)``
+        raises for an audit's failure: it becomes an ``error`` finding. Data, checkpoint, release and
+        monitor checks go to ``self.executor``; an asynchronous one returns at once (``[]``), and a
+        stage raised while its data stage runs starts when that has completed. ``on_finding(finding)``
         runs as each finding is recorded and ``on_done(findings)`` when all have been. ``trigger`` names
         what raised a stage outside training (``trustai audit``): the stage event records it with the
         pack's digest, and its artifacts get folders of their own so the training-time artifacts of the
@@ -168,11 +199,9 @@ class Governance:
         event = StageEvent(stage=stage, step=step, trigger=trigger, policy_pack=pack)
         record = self.ledger.append(RecordKind.STAGE, event, stage=stage.value)
         prefix = f"audit-{record.seq}" if trigger is not None else f"{stage.value}-{step or 0}"
-        inputs = inputs or self.dataset_inputs.model_copy(update={"step": step})
         shared = dict(
             stage=stage,
             step=step,
-            inputs=inputs,
             seed=self.seed,
             checkpoint_dir=str(checkpoint_dir) if checkpoint_dir is not None else None,
             dataset_root=str(resolve_dataset_root(dataset)) if dataset is not None else None,
@@ -181,21 +210,64 @@ class Governance:
             training=training,
             policy=policy,
         )
-        jobs = [
-            AuditJob(check=c, artifact_name=f"{prefix}-{c.id}", **shared)
-            for c in (checks if checks is not None else self.pack.checks_for(stage))
-        ]
+        chosen = list(checks if checks is not None else self.pack.checks_for(stage))
         findings: list[Finding] = []
+        executor = self.executor if stage in ASYNC_STAGES else self.inline
+        gates = stage == Stage.DATA and executor is not self.inline
 
         def deliver(job: AuditJob, evidence: Evidence) -> None:
             findings.append(self.record(job.check, evidence))
             if on_finding is not None:
                 on_finding(findings[-1])
 
-        done = (lambda: on_done(findings)) if on_done is not None else None
-        executor = self.executor if stage in ASYNC_STAGES else self.inline
-        executor.submit(jobs, deliver, done)
+        def done() -> None:
+            try:
+                if on_done is not None:
+                    on_done(findings)
+            finally:
+                self._completed(gates)
+
+        def launch() -> None:
+            # The inputs as they are at launch: a deferred stage cites the fingerprint its data stage
+            # verified.
+            cited = inputs or self.dataset_inputs.model_copy(update={"step": step})
+            jobs = [
+                AuditJob(check=c, artifact_name=f"{prefix}-{c.id}", inputs=cited, **shared) for c in chosen
+            ]
+            executor.submit(jobs, deliver, done)
+
+        with self._order:
+            self._open += 1
+            self._data_open += gates
+            wait = executor is not self.inline and not gates and self._data_open > 0
+            if wait:
+                self._deferred.append(functools.partial(self._launch_deferred, stage, launch, done))
+        if not wait:
+            try:
+                launch()
+            except BaseException:
+                self._completed(gates)
+                raise
         return [] if executor is not self.inline else findings
+
+    def _completed(self, gates: bool) -> None:
+        """A batch is over (its on_done ran); when it was the last open data stage, start the stages
+        that waited for it."""
+        with self._order:
+            self._open -= 1
+            self._data_open -= gates
+            ready, self._deferred = (self._deferred, []) if self._data_open == 0 else ([], self._deferred)
+            self._order.notify_all()
+        for start in ready:
+            start()
+
+    def _launch_deferred(self, stage: Stage, launch: Callable[[], None], done: Callable[[], None]) -> None:
+        try:
+            launch()
+        except Exception as exc:  # on the executor's thread: recorded, and the stage counts as over
+            log.exception("trustai: starting the %s stage failed", stage.value)
+            self.hook_error(f"{stage.value} stage", exc)
+            done()
 
     def checkpoint_stages(self, folder: Path, step: int, *, training: dict[str, Any], **context: Any) -> None:
         """The train and checkpoint stages of a checkpoint saved at ``step``: ``training`` goes to
@@ -217,9 +289,20 @@ class Governance:
         self.run_stage(Stage.RELEASE, step=step, checkpoint_dir=folder, on_done=seal, **context)
 
     def drain(self, timeout_s: float | None = None) -> bool:
-        """Wait for asynchronous audits, at most ``timeout_s`` (default: the pack's ``release_wait_s``);
-        True if all finished."""
-        return self.executor.drain(self.pack.release_wait_s if timeout_s is None else timeout_s)
+        """Wait for asynchronous audits, and the cards they seal, at most ``timeout_s`` (default: the
+        pack's ``release_wait_s``); past it, what still runs or waits is delivered as ``error`` evidence.
+        True if all finished in time."""
+        limit = self.pack.release_wait_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + limit
+        with self._order:
+            in_time = self._order.wait_for(lambda: self._open == 0, timeout=limit)
+        in_time = self.executor.drain(max(0.0, deadline - time.monotonic())) and in_time
+        for _ in range(2):  # stopping the data stage starts the stages that waited for it: stop those too
+            with self._order:
+                if self._order.wait_for(lambda: self._open == 0, timeout=30.0):
+                    break
+            self.executor.drain(0.0)
+        return in_time
 
     def record(self, check: Any, evidence: Evidence) -> Finding:
         """Append one Evidence and the Finding the pack draws from it; write the evidence file."""
@@ -229,10 +312,21 @@ class Governance:
         path.write_text(pretty_json(evidence.canonical()), encoding="utf-8")
         finding = judge(check, evidence)
         judged = FindingRecord(**finding.model_dump(), evidence_record=ev_record.cite())
-        self.ledger.append(RecordKind.FINDING, judged, stage=evidence.stage.value)
+        judged_record = self.ledger.append(RecordKind.FINDING, judged, stage=evidence.stage.value)
+        self._adopt_verified_fingerprint(evidence)
+        self._notify(ev_record, judged_record)
         if finding.status.value in ("fail", "error"):
             log.warning("trustai: %s %s: %s", check.id, finding.status.value, finding.message)
         return finding
+
+    def _adopt_verified_fingerprint(self, evidence: Evidence) -> None:
+        """A fingerprint pending at start-up becomes the one the data stage verified (every byte read,
+        every claim matched), so later evidence cites it."""
+        if evidence.audit != VERIFYING_AUDIT or self.dataset_inputs.dataset_fingerprint is not None:
+            return
+        verified = (evidence.tables.get("fingerprint") or [{}])[0].get("verified")
+        if evidence.error is None and evidence.metrics.get("fingerprint_verified") is True and verified:
+            self.dataset_inputs = self.dataset_inputs.model_copy(update={"dataset_fingerprint": verified})
 
     def seal(self, checkpoint_dir: Path, *, step: int | None, release: bool = False) -> Path:
         """Write the model card and evidence into ``checkpoint_dir`` (a pretrained_model folder), sign
@@ -253,9 +347,24 @@ class Governance:
             checkpoint_digest=weights_digest(Path(checkpoint_dir)),
         )
         stage = Stage.RELEASE if release else Stage.CHECKPOINT
-        self.ledger.append(RecordKind.CARD, sealed, stage=stage.value)
+        card_record = self.ledger.append(RecordKind.CARD, sealed, stage=stage.value)
         self.anchor("card")
+        self._notify(card_record)
         return card_path
+
+    def _notify(self, *records: Record) -> None:
+        """Hand new evidence, finding and card records to each observer, in ledger order. An observer
+        that raises is recorded as a ``hook.error`` (named by its ``name``) and dropped: it never stops
+        the run."""
+        for observer in list(self.observers):
+            try:
+                for record in records:
+                    observer(record)
+            except Exception as exc:
+                log.exception("trustai: observer %r failed; dropped, the run goes on", observer)
+                if observer in self.observers:
+                    self.observers.remove(observer)
+                self.hook_error(str(getattr(observer, "name", type(observer).__name__)), exc)
 
     def anchor(self, reason: str) -> Record | None:
         """Sign the ledger's head with the signing key (an ``anchor`` record naming ``reason``), unless

@@ -1,35 +1,44 @@
 """Data audits: the quality of a LeRobot dataset before training on it and while monitoring it.
 
 ``data.quality`` streams the frame parquet files twice (numbers first, then a budgeted sample of
-camera images), so its memory use does not grow with the dataset. ``data.datasheet`` writes a
-Datasheet for Datasets of it (see trustai.audits.data.datasheet).
+camera images), so its memory use does not grow with the dataset; each pass is a map over the frame
+files and an exact merge (trustai.audits.data.quality_scan), so with ``use_ray`` the files are
+scanned as Ray tasks with the same result. ``data.datasheet`` writes a Datasheet for Datasets of it
+(see trustai.audits.data.datasheet).
 """
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from itertools import pairwise
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 from trustai.audits.data.datasheet import build_datasheet, load_answers
+from trustai.audits.data.quality_scan import (
+    EpisodeNumbers,
+    frozen_of_file,
+    merge_frozen,
+    merge_numbers,
+    numbers_of_file,
+    pair_plan,
+)
 
 from trustai.core.audit import Audit, AuditContext, Measurement, Metric, declare, get_audit, register
 from trustai.core.evidence import Stage
 from trustai.lerobot.datasets import (
     DatasetInfo,
+    data_files,
     dataset_fingerprint,
     episode_lengths,
-    iter_frame_batches,
     open_dataset_meta,
     resolve_dataset_root,
     task_names,
 )
-from trustai.lerobot.frames import iter_frames
+from trustai.runtime import ray_session
+from trustai.runtime.file_map import map_files
 
 # Scale factors that make MAD / mean absolute deviation estimate the standard deviation of a normal.
 _MAD_SCALE = 0.6745
@@ -52,106 +61,14 @@ class DataQualityParams(BaseModel):
         0.5, ge=0, description="allowed |dt - 1/fps| between consecutive frames, as a fraction of 1/fps"
     )
     length_outlier_z: float = Field(3.0, gt=0, description="robust z-score beyond which a length is odd")
+    use_ray: bool = Field(False, description="scan each frame file as a Ray task (same result)")
 
 
-@dataclass
-class _Episode:
-    """What the numeric pass learned about one episode."""
-
-    length: int = 0
-    nonfinite_state: int = 0
-    nonfinite_action: int = 0
-    gaps: int = 0
-    max_gap_s: float = 0.0
-    last_timestamp: float | None = None
-    task_frames: Counter[int] = field(default_factory=Counter)
-    frozen_cameras: list[str] = field(default_factory=list)
-
-
-def _runs(episode_index: np.ndarray) -> Iterator[tuple[int, slice]]:
-    """Yield (episode, rows) for each run of equal episode indices in a batch."""
-    starts = [0, *(np.flatnonzero(np.diff(episode_index)) + 1).tolist(), len(episode_index)]
-    for start, stop in pairwise(starts):
-        yield int(episode_index[start]), slice(start, stop)
-
-
-def _nonfinite_per_row(column: pa.Array) -> np.ndarray:
-    """Count NaN, inf and null values in each row of a float or list-of-float column."""
-    if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type):
-        values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
-        parents = pc.list_parent_indices(column).to_numpy()
-        return np.bincount(parents[~np.isfinite(values)], minlength=len(column))
-    values = column.to_numpy(zero_copy_only=False).astype(np.float64)
-    return (~np.isfinite(values)).astype(np.int64)
-
-
-def _float_keys(info: DatasetInfo, prefix: str) -> list[str]:
-    return [
-        key
-        for key, ft in info.features.items()
-        if (key == prefix or key.startswith(prefix + ".")) and str(ft.get("dtype", "")).startswith("float")
-    ]
-
-
-def _scan_numbers(info: DatasetInfo, params: DataQualityParams) -> dict[int, _Episode]:
+def _scan_numbers(info: DatasetInfo, params: DataQualityParams) -> dict[int, EpisodeNumbers]:
     """Pass 1: lengths, non-finite values, timestamp gaps and task frames per episode."""
-    state_keys, action_keys = _float_keys(info, "observation"), _float_keys(info, "action")
-    period = 1.0 / info.fps
-    episodes: dict[int, _Episode] = {}
-    columns = ["episode_index", "timestamp", "task_index", *state_keys, *action_keys]
-    for batch in iter_frame_batches(info.root, columns):
-        episode_index = batch["episode_index"].to_numpy()
-        timestamps = batch["timestamp"].to_numpy(zero_copy_only=False).astype(np.float64)
-        task_index = batch["task_index"].to_numpy()
-        bad_state = sum((_nonfinite_per_row(batch[k]) for k in state_keys), np.zeros(len(batch), np.int64))
-        bad_action = sum((_nonfinite_per_row(batch[k]) for k in action_keys), np.zeros(len(batch), np.int64))
-        for index, rows in _runs(episode_index):
-            ep = episodes.setdefault(index, _Episode())
-            ts = timestamps[rows]
-            previous = [] if ep.last_timestamp is None else [ep.last_timestamp]
-            dt = np.diff(np.concatenate([previous, ts]))
-            # Written as "not within tolerance" so NaN timestamps count as gaps too.
-            ep.gaps += int(np.count_nonzero(~(np.abs(dt - period) <= params.gap_tolerance * period)))
-            finite_dt = dt[np.isfinite(dt)]
-            if finite_dt.size:
-                ep.max_gap_s = max(ep.max_gap_s, float(finite_dt.max()))
-            ep.last_timestamp = float(ts[-1])
-            ep.length += len(ts)
-            ep.nonfinite_state += int(bad_state[rows].sum())
-            ep.nonfinite_action += int(bad_action[rows].sum())
-            ep.task_frames.update(task_index[rows].tolist())
-    return episodes
-
-
-def _pair_plan(
-    lengths: dict[int, int], cameras: list[str], max_frames: int
-) -> dict[tuple[int, str], set[int]]:
-    """Choose which frames of each (episode, camera) to decode: consecutive pairs spread evenly
-    over the episode, at most ``max_frames`` images in total. When there are more (episode, camera)
-    units than pairs in the budget, an evenly spaced subset of units gets one pair each."""
-    units = [(e, c) for e in sorted(lengths) for c in cameras if lengths[e] >= 2]
-    pairs = max_frames // 2
-    if not units or pairs == 0:
-        return {}
-    if pairs < len(units):
-        units = [units[i] for i in sorted(set(np.linspace(0, len(units) - 1, pairs).round().astype(int)))]
-    per_unit = pairs // len(units)
-    plan: dict[tuple[int, str], set[int]] = {}
-    for episode, camera in units:
-        length = lengths[episode]
-        if per_unit >= length - 1:
-            plan[episode, camera] = set(range(length))
-        else:
-            # Interior points only: robots often idle at an episode's start and end, where a live
-            # camera on a still scene is the easiest to mistake for a frozen one.
-            starts = np.linspace(0, length - 2, per_unit + 2)[1:-1].round().astype(int)
-            plan[episode, camera] = {int(s) for s in starts} | {int(s) + 1 for s in starts}
-    return plan
-
-
-def _same(a: np.ndarray, b: np.ndarray, delta: float) -> bool:
-    """True when two decoded images have one shape and differ by at most ``delta`` on average."""
-    return a.shape == b.shape and float(np.abs(a.astype(np.int16) - b).mean()) <= delta
+    scan = partial(numbers_of_file, info=info, gap_tolerance=params.gap_tolerance)
+    parts = map_files(scan, data_files(info.root), use_ray=params.use_ray)
+    return merge_numbers(parts, fps=info.fps, gap_tolerance=params.gap_tolerance)
 
 
 @dataclass
@@ -168,25 +85,26 @@ class _FrozenScan:
 def _scan_frozen(info: DatasetInfo, lengths: dict[int, int], params: DataQualityParams) -> _FrozenScan:
     """Pass 2: decode the planned frames of each camera (PNG cells or mp4 files) and compare the
     consecutive pairs; one camera at a time, so memory holds one image per camera."""
-    plan = _pair_plan(lengths, info.image_keys + info.video_keys, params.max_frames_for_images)
-    identical: Counter[tuple[int, str]] = Counter()
-    checked: Counter[tuple[int, str]] = Counter()
+    cameras = info.image_keys + info.video_keys
+    plan = pair_plan(lengths, cameras, params.max_frames_for_images)
     scan = _FrozenScan()
-    for camera in info.image_keys + info.video_keys:
-        wanted = {episode: frames for (episode, c), frames in plan.items() if c == camera}
-        previous: tuple[int, int, np.ndarray] | None = None
-        for frame in iter_frames(info, wanted, [camera]):
-            image = frame.images[camera]
-            scan.decoded += 1
-            if previous is not None and previous[:2] == (frame.episode, frame.frame - 1):
-                checked[frame.episode, camera] += 1
-                identical[frame.episode, camera] += _same(previous[2], image, params.frozen_pixel_delta)
-            previous = (frame.episode, frame.frame, image)
-    for (episode, camera), pairs in sorted(checked.items()):
-        if identical[episode, camera] / pairs >= params.frozen_threshold:
+    if not plan:
+        scan.unchecked = cameras
+        return scan
+    delta = params.frozen_pixel_delta
+    compare = partial(frozen_of_file, info=info, plan=plan, delta=delta)
+    merged = merge_frozen(map_files(compare, data_files(info.root), use_ray=params.use_ray), delta)
+    checked = {
+        (episode, camera): (pairs, count)
+        for camera, pairs in merged.items()
+        for episode, count in pairs.checked.items()
+    }
+    for (episode, camera), (pairs, count) in sorted(checked.items(), key=lambda item: item[0]):
+        if pairs.identical[episode] / count >= params.frozen_threshold:
             scan.frozen.setdefault(episode, []).append(camera)
+    scan.decoded = sum(pairs.decoded for pairs in merged.values())
     scan.episodes = len({episode for episode, _ in checked})
-    scan.unchecked = [c for c in info.image_keys + info.video_keys if not any(k[1] == c for k in checked)]
+    scan.unchecked = [c for c in cameras if not any(k[1] == c for k in checked)]
     return scan
 
 
@@ -203,7 +121,9 @@ def _robust_z(values: np.ndarray) -> np.ndarray:
     return np.zeros_like(values, dtype=np.float64)
 
 
-def _task_rows(episodes: dict[int, _Episode], names: dict[int, str], total: int) -> list[dict[str, Any]]:
+def _task_rows(
+    episodes: dict[int, EpisodeNumbers], names: dict[int, str], total: int
+) -> list[dict[str, Any]]:
     """One row per task known to meta/tasks.parquet or seen in the frames: frames, episodes, share."""
     frames: Counter[int] = Counter()
     episode_count: Counter[int] = Counter()
@@ -280,11 +200,10 @@ class DataQuality(Audit):
         """
         assert isinstance(params, DataQualityParams)
         info = open_dataset_meta(resolve_dataset_root(ctx.dataset))
-        episodes = _scan_numbers(info, params)
-        lengths = {index: ep.length for index, ep in episodes.items()}
-        scan = _scan_frozen(info, lengths, params)
-        for index, cameras in scan.frozen.items():
-            episodes[index].frozen_cameras = cameras
+        with ray_session.session() if params.use_ray else nullcontext():  # one Ray for both passes
+            episodes = _scan_numbers(info, params)
+            lengths = {index: ep.length for index, ep in episodes.items()}
+            scan = _scan_frozen(info, lengths, params)
 
         order = sorted(episodes)
         length_array = np.array([lengths[i] for i in order], dtype=np.float64)
@@ -303,7 +222,7 @@ class DataQuality(Audit):
                 "nonfinite_action": episodes[i].nonfinite_action,
                 "timestamp_gaps": episodes[i].gaps,
                 "max_timestamp_gap_s": round(episodes[i].max_gap_s, 6),
-                "frozen_cameras": episodes[i].frozen_cameras,
+                "frozen_cameras": scan.frozen.get(i, []),
                 "meta_length": recorded.get(i),
             }
             for i, zi in zip(order, z, strict=True)
@@ -352,6 +271,7 @@ class DatasheetParams(BaseModel):
         description="data audits run (default params) whose metrics answer datasheet questions",
     )
     provider_answers: str | None = Field(None, description="YAML/JSON file: question id -> provider's answer")
+    use_ray: bool = Field(False, description="the data audits scan each frame file as a Ray task")
 
 
 @register
@@ -382,9 +302,10 @@ class DataDatasheet(Audit):
         assert isinstance(params, DatasheetParams)
         info = open_dataset_meta(resolve_dataset_root(ctx.dataset))
         measured = {}
-        for name in params.audits:
-            audit = get_audit(name)
-            measured[name] = audit().measure(ctx, audit.Params()).metrics
+        with ray_session.session() if params.use_ray else nullcontext():  # one Ray for every audit
+            for name in params.audits:
+                audit = get_audit(name)
+                measured[name] = audit().measure(ctx, audit.Params(use_ray=params.use_ray)).metrics
         sheet = build_datasheet(
             info,
             fingerprint=ctx.inputs.dataset_fingerprint or dataset_fingerprint(info.root),

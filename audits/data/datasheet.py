@@ -197,9 +197,10 @@ def _dataset_answers(info: DatasetInfo, fingerprint: str) -> dict[str, Any]:
     """Answers the dataset itself gives: meta/info.json, tasks, episode lengths, statistics."""
     lengths = np.array(list(episode_lengths(info.root).values()) or [0], dtype=np.float64)
     tasks = task_names(info.root)
+    robot = f"robot type {info.robot_type}" if info.robot_type else "robot type not recorded"
     return {
-        "instances": f"Episodes of a {info.robot_type or 'unnamed'} robot recorded at {info.fps} frames per "
-        f"second in LeRobot dataset format {info.codebase_version}; each frame holds the features below.",
+        "instances": f"Episodes recorded at {info.fps} frames per second ({robot}) in LeRobot dataset "
+        f"format {info.codebase_version}; each frame holds the features below.",
         "totals": {
             "episodes": info.total_episodes,
             "frames": info.total_frames,

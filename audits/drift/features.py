@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -26,7 +27,7 @@ from trustai.runtime.file_map import map_files
 IMAGE_STATS = ("brightness", "contrast", "mean_r", "mean_g", "mean_b")
 STEP_SUFFIX = ":step"
 INDEX_COLUMNS = ("episode_index", "frame_index")
-_LUMA = np.array([0.299, 0.587, 0.114])
+_LUMA = np.array([[0.299, 0.587, 0.114]], dtype=np.float32)  # Rec. 601
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,13 @@ def check_compatible(reference: FeatureSpec, current: FeatureSpec, where: str) -
 
 
 def _image_stats(image: np.ndarray) -> list[float]:
-    pixels = image.reshape(-1, 3).astype(np.float64)
-    luma = pixels @ _LUMA
-    return [float(luma.mean()), float(luma.std()), *map(float, pixels.mean(axis=0))]
+    """Brightness, contrast and per-channel means of an H×W×3 uint8 RGB image (``IMAGE_STATS``)."""
+    # OpenCV's vectorised kernels, accumulating in float64: an order of magnitude faster than numpy
+    # here, which would otherwise cost more than decoding the PNG.
+    luma = cv2.transform(np.ascontiguousarray(image, dtype=np.float32), _LUMA)
+    mean, std = cv2.meanStdDev(luma)
+    red, green, blue, _ = cv2.mean(np.ascontiguousarray(image))
+    return [float(mean[0, 0]), float(std[0, 0]), red, green, blue]
 
 
 def paired_sample(lengths: Mapping[int, int], max_frames: int) -> dict[int, set[int]]:

@@ -4,6 +4,8 @@ differentially private training run has spent (``privacy.dp``)."""
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,13 +21,15 @@ from trustai.core.evidence import Stage
 from trustai.errors import TrustaiUserError
 from trustai.lerobot.datasets import (
     DatasetInfo,
+    data_files,
     episode_lengths,
     open_dataset_meta,
     resolve_dataset_root,
     task_names,
 )
-from trustai.lerobot.frames import even_sample, iter_frames, rgb_cameras
+from trustai.lerobot.frames import Plan, even_sample, iter_frames, rgb_cameras
 from trustai.lerobot.policy_batches import audit_policy, iter_policy_batches
+from trustai.runtime.file_map import map_files
 
 
 class PiiParams(BaseModel):
@@ -41,6 +45,7 @@ class PiiParams(BaseModel):
     min_neighbors: int = Field(5, ge=1, description="Haar cascade detections needed to accept a face")
     min_face_px: int = Field(20, ge=8, description="smallest face side, in pixels")
     max_listed_frames: int = Field(1000, ge=0, description="flagged frames listed at most (all are counted)")
+    use_ray: bool = Field(False, description="scan each frame file as a Ray task (same result)")
 
 
 def _chosen_cameras(info: DatasetInfo, wanted: list[str] | None) -> list[str]:
@@ -67,11 +72,13 @@ class _FaceScan:
     listed: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _scan_faces(info: DatasetInfo, cameras: list[str], params: PiiParams) -> _FaceScan:
+def _faces_of_file(
+    path: Path, *, info: DatasetInfo, cameras: list[str], plan: Plan, params: PiiParams
+) -> _FaceScan:
+    """The face scan of the planned frames stored in one frame file (the map step)."""
     detector = FaceDetector(params.scale_factor, params.min_neighbors, params.min_face_px)
-    plan = even_sample(episode_lengths(info.root), params.max_frames) if cameras else {}
     scan = _FaceScan()
-    for frame in iter_frames(info, plan, cameras):
+    for frame in iter_frames(info, plan, cameras, files=[path]):
         scan.checked[frame.episode] += 1
         found = {camera: detector.detect(frame.images[camera]) for camera in cameras}
         found = {camera: boxes for camera, boxes in found.items() if boxes}
@@ -90,6 +97,27 @@ def _scan_faces(info: DatasetInfo, cameras: list[str], params: PiiParams) -> _Fa
                     }
                 )
     return scan
+
+
+def _merge_faces(parts: list[_FaceScan], max_listed: int) -> _FaceScan:
+    """The per-file face scans, in file order, as one scan of the whole dataset (the merge step)."""
+    merged = _FaceScan()
+    for part in parts:
+        merged.checked.update(part.checked)
+        merged.frames_with_faces.update(part.frames_with_faces)
+        merged.faces.update(part.faces)
+        merged.listed += part.listed[: max_listed - len(merged.listed)]
+    return merged
+
+
+def _scan_faces(info: DatasetInfo, cameras: list[str], params: PiiParams) -> _FaceScan:
+    if not cameras:
+        return _FaceScan()
+    plan = even_sample(episode_lengths(info.root), params.max_frames)
+    scan = partial(_faces_of_file, info=info, cameras=cameras, plan=plan, params=params)
+    return _merge_faces(
+        map_files(scan, data_files(info.root), use_ray=params.use_ray), params.max_listed_frames
+    )
 
 
 def _scan_tasks(info: DatasetInfo) -> tuple[list[dict[str, Any]], Counter[str], dict[int, int]]:
@@ -114,6 +142,10 @@ def _scan_tasks(info: DatasetInfo) -> tuple[list[dict[str, Any]], Counter[str], 
         for episode, texts in zip(table["episode_index"], table["tasks"], strict=True):
             per_episode[episode] = sum(per_text.get(t, 0) for t in texts)
     return rows, kinds, per_episode
+
+
+# What a face scan measures: undecided when no frame was decoded.
+FACE_METRICS = ("faces", "frames_with_faces", "episodes_with_faces", "episodes_with_personal_data")
 
 
 @register
@@ -151,7 +183,8 @@ class PersonalData(Audit):
         """Scan an evenly spread sample of at most ``max_frames`` frames (every chosen camera) for
         faces, and every task text for personal-data patterns. Streams the dataset.
 
-        Metrics: ``PersonalData.metrics``. Tables: ``flagged_frames``
+        Metrics: ``PersonalData.metrics``; when the dataset has cameras but no frame was decoded, the
+        face metrics (``FACE_METRICS``) are inconclusive. Tables: ``flagged_frames``
         (episode_index, frame_index, camera, faces, boxes; at most max_listed_frames rows),
         ``flagged_tasks`` (task_index, kinds, spans: never the matched text), ``flagged_episodes``
         (per-episode counts, flagged episodes only).
@@ -189,7 +222,19 @@ class PersonalData(Audit):
             "flagged_tasks": task_rows,
             "flagged_episodes": episode_rows,
         }
-        return Measurement(metrics=metrics, tables=tables)
+        # Cameras whose frames were never decoded were not looked at: "no face" there is not a finding.
+        unseen = None
+        if cameras and not faces.checked:
+            unseen = (
+                f"no frame of camera(s) {', '.join(cameras)} was decoded (max_frames {params.max_frames}), "
+                "so faces there would go unseen"
+            )
+        return Measurement(
+            metrics=metrics,
+            tables=tables,
+            inconclusive=unseen,
+            inconclusive_metrics=list(FACE_METRICS) if unseen else None,
+        )
 
 
 class MembershipParams(BaseModel):
@@ -374,8 +419,8 @@ class DifferentialPrivacy(Audit):
     def measure(self, ctx: AuditContext, params: BaseModel) -> Measurement:
         """Metrics: ``DifferentialPrivacy.metrics``. Tables: ``epsilon_by_step`` (every
         ``epsilon_every`` steps and the current step), ``mechanism`` (accountant, privacy unit,
-        sampling, per-sample gradients, where σ came from), ``replaced_modules``,
-        ``frozen_parameters``."""
+        sampling, per-sample gradients, clipping mode, where σ came from), ``replaced_modules``,
+        ``frozen_parameters``, ``clipping_layers`` (how each layer's per-frame norms are taken)."""
         assert isinstance(params, DPParams)
         privacy = (ctx.training or {}).get("privacy")
         if privacy is None:
@@ -415,6 +460,8 @@ class DifferentialPrivacy(Audit):
             "privacy_unit": PRIVACY_UNIT,
             "sampling": "poisson",
             "grad_sample_mode": "hooks",
+            "clipping": state.clipping,
+            "ghost_clipped_layers": sum(row["clipping"] == "ghost" for row in state.clipping_layers),
             "noise_source": state.noise_source,
         }
         return Measurement(
@@ -424,5 +471,6 @@ class DifferentialPrivacy(Audit):
                 "mechanism": [mechanism_row],
                 "replaced_modules": list(state.replaced_modules),
                 "frozen_parameters": list(state.frozen_parameters),
+                "clipping_layers": list(state.clipping_layers),
             },
         )

@@ -30,6 +30,11 @@ class DPParams(BaseModel):
         None, gt=0, description="σ; default: the smallest σ that keeps ε within target over the planned steps"
     )
     accountant: Literal["prv", "rdp"] = Field("prv", description="Opacus privacy accountant")
+    clipping: Literal["ghost", "per-frame"] = Field(
+        "ghost",
+        description="per-frame clipping from ghost norms where a layer allows it (per-frame gradients "
+        "elsewhere), or per-frame gradients everywhere; the same DP-SGD step and accounting",
+    )
     epsilon_every: int | None = Field(
         None,
         ge=1,
@@ -43,7 +48,9 @@ class DPState:
 
     ``noise_source`` is ``"given"`` (σ from the check's params) or ``"target_epsilon"`` (σ computed);
     ``replaced_modules`` rows are {module, replaced, by}; ``frozen_parameters`` rows are {parameter,
-    reason}: parameters DP-SGD cannot give per-frame gradients, kept at their initial values.
+    reason}: parameters DP-SGD cannot give per-frame gradients, kept at their initial values;
+    ``clipping`` is the params' clipping mode and ``clipping_layers`` rows {layer, type, clipping, why}
+    say how each layer's per-frame norms are taken (``ghost`` or ``per-frame``).
     """
 
     noise_multiplier: float
@@ -60,6 +67,8 @@ class DPState:
     dataset_frames: int
     replaced_modules: tuple[dict[str, str], ...]
     frozen_parameters: tuple[dict[str, str], ...]
+    clipping: str = "per-frame"
+    clipping_layers: tuple[dict[str, str], ...] = ()
 
 
 @lru_cache(maxsize=4096)

@@ -1,25 +1,25 @@
 """Robustness audits of a policy checkpoint: how far its actions move when its sensors degrade
 (``robustness.corruptions``), when an attacker perturbs its camera pixels (``robustness.adversarial``),
-and how its task success changes in closed loop in simulation (``robustness.closed_loop``, PushT).
+and how its task success changes in closed loop in simulation (``robustness.closed_loop``, in
+``closed_loop.py``: PushT, ALOHA, LIBERO).
 
 Action deviations are ``trustai.lerobot.deviation.action_deviation`` from the policy's own clean actions, in
 units of the dataset's action std (meta/stats.json, else the policy's normalisation statistics).
 """
 
-import warnings
-import zlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from lerobot.utils.constants import ACTION
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from trustai.audits._plots import Panel, save_panels
 from trustai.audits.robustness.attacks import CameraActions, sweep_art, sweep_native
 from trustai.audits.robustness.corruptions import (
     CORRUPTIONS,
     SEVERITIES,
+    condition_seed,
     corrupt_images,
     corrupt_state,
     corruption,
@@ -27,8 +27,7 @@ from trustai.audits.robustness.corruptions import (
 
 from trustai.core.audit import Audit, AuditContext, Measurement, Metric, declare, register
 from trustai.core.evidence import Stage
-from trustai.errors import TrustaiUserError
-from trustai.lerobot.adapter import Batch, PolicyAdapter
+from trustai.lerobot.adapter import Batch
 from trustai.lerobot.checkpoint_inputs import (
     FrameParams,
     feature_stats,
@@ -37,20 +36,8 @@ from trustai.lerobot.checkpoint_inputs import (
 )
 from trustai.lerobot.deviation import action_deviation
 from trustai.lerobot.frame_policy import FramePolicy
-from trustai.lerobot.policy_batches import audit_policy
 
 CHECKPOINT_STAGES = frozenset({Stage.CHECKPOINT, Stage.RELEASE})
-PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
-
-
-def _seed(seed: int, *parts: str) -> int:
-    """A seed for one (corruption, input, ...) combination that does not depend on iteration order."""
-    return seed + zlib.crc32("/".join(parts).encode())
-
-
-def _known_corruption(name: str) -> str:
-    corruption(name)
-    return name
 
 
 class CorruptionParams(FrameParams):
@@ -69,7 +56,7 @@ class CorruptionParams(FrameParams):
     @field_validator("corruptions")
     @classmethod
     def _known(cls, names: list[str]) -> list[str]:
-        return [_known_corruption(n) for n in names]
+        return [corruption(n).name for n in names]
 
     @field_validator("severities")
     @classmethod
@@ -82,7 +69,7 @@ class CorruptionParams(FrameParams):
 def _corrupted(
     frames: Batch, name: str, key: str, severity: int, seed: int, state_std: torch.Tensor | None
 ) -> Batch:
-    generator = torch.Generator().manual_seed(_seed(seed, name, key))
+    generator = torch.Generator().manual_seed(condition_seed(seed, name, key))
     if corruption(name).target == "state":
         return {**frames, key: corrupt_state(frames[key], severity, generator, state_std)}
     return {**frames, key: corrupt_images(name, frames[key], severity, generator)}
@@ -328,203 +315,7 @@ def _adversarial_measurement(
     )
 
 
-class Perturbation(BaseModel):
-    """One sensor corruption applied at every control step of a rollout."""
+# The closed-loop audit registers with the family; its names stay importable from here.
+from trustai.audits.robustness.closed_loop import ClosedLoop, ClosedLoopParams, Perturbation  # noqa: E402
 
-    model_config = ConfigDict(extra="forbid")
-    corruption: str
-    severity: int = Field(3, ge=1, le=5)
-
-    @field_validator("corruption")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        return _known_corruption(name)
-
-    @property
-    def label(self) -> str:
-        """``<corruption>_s<severity>``, the suffix of this condition's metrics."""
-        return f"{self.corruption}_s{self.severity}"
-
-
-class ClosedLoopParams(BaseModel):
-    """Parameters of ``robustness.closed_loop``."""
-
-    model_config = ConfigDict(extra="forbid")
-    episodes: int = Field(10, ge=1, description="rollouts per condition (same seeds in every condition)")
-    max_steps: int = Field(300, ge=1, description="environment steps per rollout")
-    perturbations: list[Perturbation] = Field(
-        default_factory=lambda: [
-            Perturbation(corruption=c) for c in ("gaussian_noise", "occlusion", "state_noise")
-        ]
-    )
-    task: str = PUSHT_TASK
-    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$")
-    min_clean_success: float = Field(
-        0.2,
-        ge=0,
-        le=1,
-        description="clean success rate below which success_rate_drop is inconclusive: a policy that "
-        "rarely succeeds has little success to lose",
-    )
-
-
-def require_pusht_policy(adapter: PolicyAdapter) -> tuple[str, tuple[int, int]]:
-    """The policy's camera key and image size (H, W) when it fits PushT (one RGB camera, 2-dof state
-    and action); TrustaiUserError naming every mismatch otherwise."""
-    cameras = [m for m in adapter.modalities if m.kind == "camera"]
-    state = [m for m in adapter.modalities if m.kind == "state"]
-    problems = []
-    if len(cameras) != 1 or cameras[0].shape[0] != 3:
-        problems.append(f"PushT has one RGB camera, the policy reads {[(m.name, m.shape) for m in cameras]}")
-    if [m.shape for m in state] != [(2,)]:
-        problems.append(
-            f"PushT's state is the 2-dof agent position, the policy reads {[m.shape for m in state]}"
-        )
-    if adapter.action_dim != 2:
-        problems.append(f"PushT takes 2-dof actions, the policy outputs {adapter.action_dim}")
-    if problems:
-        raise TrustaiUserError(
-            "the policy does not fit the PushT simulation: " + "; ".join(problems),
-            fix="run robustness.closed_loop only in packs for PushT policies (e.g. trained on lerobot/pusht)",
-        )
-    return cameras[0].name, tuple(cameras[0].shape[1:])  # type: ignore[return-value]
-
-
-@register
-class ClosedLoop(Audit):
-    """Rollouts in gym-pusht (offline), clean and under each perturbation, with paired seeds.
-
-    The policy runs its action chunks open loop for ``n_action_steps`` steps (its config), then
-    re-plans. Metrics: ``ClosedLoop.metrics``; ``success_rate_drop`` is inconclusive when the clean
-    success rate is below ``min_clean_success``. Table ``rollouts``: one row per (condition, episode).
-    """
-
-    name = "robustness.closed_loop"
-    version = "1"
-    stages = CHECKPOINT_STAGES
-    Params = ClosedLoopParams
-    metrics = declare(
-        {
-            "worst_success_rate": Metric(
-                "fraction", "higher_is_better", "lowest success rate of any condition"
-            ),
-            "success_rate_drop": Metric(
-                "fraction", "lower_is_better", "clean success rate minus the worst perturbed condition's"
-            ),
-            "reward_drop": Metric(
-                "coverage", "lower_is_better", "clean mean max reward minus the worst perturbed condition's"
-            ),
-        },
-        {
-            f"{metric}_{condition}": Metric(unit, "higher_is_better", f"{meaning} ({condition})")
-            for condition in ["clean", *(f"{c}_s{s}" for c in CORRUPTIONS for s in SEVERITIES)]
-            for metric, unit, meaning in (
-                ("success_rate", "fraction", "share of rollouts that succeeded"),
-                ("mean_max_reward", "coverage", "mean over rollouts of the best goal coverage (0-1)"),
-            )
-        },
-    )
-
-    def measure(self, ctx: AuditContext, params: ClosedLoopParams) -> Measurement:
-        import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
-        import gymnasium
-
-        adapter = audit_policy(ctx, params.device)
-        camera, (height, width) = require_pusht_policy(adapter)
-        noisy_state = any(corruption(p.corruption).target == "state" for p in params.perturbations)
-        state_std = feature_stats(ctx.dataset, adapter, adapter.state_key).std if noisy_state else None
-        with warnings.catch_warnings():  # pygame, loaded with the env, warns about pkg_resources
-            warnings.simplefilter("ignore", UserWarning)
-            env = gymnasium.make(
-                "gym_pusht/PushT-v0",
-                obs_type="pixels_agent_pos",
-                observation_height=height,
-                observation_width=width,
-                max_episode_steps=params.max_steps,
-            )
-        rollout = _Rollout(adapter, camera, params.task, state_std)
-        rows = []
-        try:
-            for condition in [None, *params.perturbations]:
-                label = condition.label if condition else "clean"
-                for episode in range(params.episodes):
-                    generator = torch.Generator().manual_seed(_seed(ctx.seed, label, str(episode)))
-                    rows.append(
-                        {
-                            "condition": label,
-                            "episode": episode,
-                            **rollout.run(env, ctx.seed + episode, condition, generator),
-                        }
-                    )
-        finally:
-            env.close()
-        metrics = _closed_loop_metrics(rows)
-        clean = metrics["success_rate_clean"]
-        rare = clean < params.min_clean_success
-        return Measurement(
-            metrics=metrics,
-            tables={"rollouts": rows},
-            inconclusive=(
-                f"clean success rate {clean:.2f} is below min_clean_success {params.min_clean_success:g}: "
-                "too little success to measure a drop"
-                if rare
-                else None
-            ),
-            inconclusive_metrics=["success_rate_drop"] if rare else None,
-        )
-
-
-class _Rollout:
-    """One policy driving PushT, optionally through a sensor corruption."""
-
-    def __init__(self, adapter: PolicyAdapter, camera: str, task: str, state_std: torch.Tensor | None):
-        self.adapter, self.camera, self.task, self.state_std = adapter, camera, task, state_std
-        config = adapter.policy.config
-        self.replan_every = min(getattr(config, "n_action_steps", adapter.chunk_size), adapter.chunk_size)
-
-    def observe(self, obs: dict, condition: Perturbation | None, generator: torch.Generator) -> Batch:
-        batch: Batch = {
-            self.camera: torch.from_numpy(obs["pixels"]).permute(2, 0, 1)[None].float() / 255,
-            self.adapter.state_key: torch.from_numpy(obs["agent_pos"])[None].float(),
-            "task": [self.task],
-        }
-        if condition is not None and corruption(condition.corruption).target == "state":
-            state = self.adapter.state_key
-            batch[state] = corrupt_state(batch[state], condition.severity, generator, self.state_std)
-        elif condition is not None:
-            batch[self.camera] = corrupt_images(
-                condition.corruption, batch[self.camera], condition.severity, generator
-            )
-        return batch
-
-    def run(self, env: Any, seed: int, condition: Perturbation | None, generator: torch.Generator) -> dict:
-        obs, _ = env.reset(seed=seed)
-        planned: list[np.ndarray] = []
-        max_reward, success, steps = 0.0, False, 0
-        done = False
-        while not done:
-            if not planned:
-                with torch.no_grad():
-                    chunk = self.adapter.actions(self.observe(obs, condition, generator))[0]
-                planned = list(chunk[: self.replan_every].cpu().numpy())
-            obs, reward, terminated, truncated, info = env.step(planned.pop(0))
-            steps += 1
-            max_reward = max(max_reward, float(reward))
-            success = success or bool(info.get("is_success", False))
-            done = terminated or truncated
-        return {"success": success, "max_reward": max_reward, "steps": steps}
-
-
-def _closed_loop_metrics(rows: list[dict]) -> dict[str, float]:
-    conditions = list(dict.fromkeys(r["condition"] for r in rows))
-    success = {c: float(np.mean([r["success"] for r in rows if r["condition"] == c])) for c in conditions}
-    reward = {c: float(np.mean([r["max_reward"] for r in rows if r["condition"] == c])) for c in conditions}
-    perturbed = [c for c in conditions if c != "clean"] or ["clean"]
-    metrics = {f"success_rate_{c}": success[c] for c in conditions}
-    metrics |= {f"mean_max_reward_{c}": reward[c] for c in conditions}
-    metrics |= {
-        "worst_success_rate": min(success.values()),
-        "success_rate_drop": success["clean"] - min(success[c] for c in perturbed),
-        "reward_drop": reward["clean"] - min(reward[c] for c in perturbed),
-    }
-    return metrics
+__all__ = ["Adversarial", "ClosedLoop", "ClosedLoopParams", "Corruptions", "Perturbation"]

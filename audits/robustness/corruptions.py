@@ -8,6 +8,7 @@ nested), so a policy's response to them is comparable.
 """
 
 import math
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -93,6 +94,11 @@ CORRUPTIONS: dict[str, Corruption] = {
         Corruption("state_noise", "state", (0.05, 0.1, 0.2, 0.4, 0.8), "noise std / state std"),
     ]
 }
+
+
+def condition_seed(seed: int, *parts: str) -> int:
+    """A seed for one (corruption, input, episode, ...) combination, independent of iteration order."""
+    return seed + zlib.crc32("/".join(parts).encode())
 
 
 def corruption(name: str) -> Corruption:

@@ -13,6 +13,7 @@ no longer verifies (trustai.attest.verify).
 """
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -182,15 +183,52 @@ def build_card(gov: Any, checkpoint_dir: Path, *, step: int | None, release: boo
     }
 
 
+def table_cell(text: str) -> str:
+    """``text`` as one Markdown table cell: its lines joined by spaces and ``|`` escaped, so a multi-line
+    or ``|``-containing message stays in its cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _index_value(value: Any) -> int | float | str:
+    """A metric as the Hub's model-index takes it: booleans as 0/1, a value that is not a finite number
+    (NaN, infinity, text) as text."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float) and math.isfinite(value):
+        return value
+    return str(value)
+
+
+def model_index_metrics(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every trustai result of a card as a model-index metric: each measured metric
+    (``<check>/<metric>``), each finding's verdict (``<check>/verdict``, per stage) and the gate
+    (``trustai/gate``)."""
+    metrics = [
+        {
+            "type": f"{m['check_id']}/{m['metric']}",
+            "name": f"{m['check_id']} {m['metric']} ({m['stage']})",
+            "value": _index_value(m["value"]),
+        }
+        for m in card["quantitative_analysis"]["performance_metrics"]
+        if m["value"] is not None
+    ]
+    metrics += [
+        {
+            "type": f"{f['check_id']}/verdict",
+            "name": f"{f['check_id']} verdict ({f['stage']}, {f['severity']})",
+            "value": f["status"],
+        }
+        for f in card["governance"]["findings"]
+    ]
+    gate = card["governance"]["gate"]
+    metrics.append({"type": "trustai/gate", "name": "trustai governance gate", "value": gate})
+    return metrics
+
+
 def render_readme(card: dict[str, Any]) -> str:
     """Return the Hugging Face README.md (front matter with model-index) for a card."""
     details = card["model_details"]
     dataset = card["training_data"]["dataset"] or "unknown"
-    numeric = [
-        m
-        for m in card["quantitative_analysis"]["performance_metrics"]
-        if isinstance(m["value"], int | float) and not isinstance(m["value"], bool)
-    ]
     front = {
         "library_name": "lerobot",
         "pipeline_tag": "robotics",
@@ -208,14 +246,7 @@ def render_readme(card: dict[str, Any]) -> str:
                     {
                         "task": {"type": "robotics", "name": "robot manipulation policy"},
                         "dataset": {"type": dataset, "name": dataset},
-                        "metrics": [
-                            {
-                                "type": f"{m['check_id']}/{m['metric']}",
-                                "name": f"{m['check_id']} {m['metric']}",
-                                "value": m["value"],
-                            }
-                            for m in numeric
-                        ],
+                        "metrics": model_index_metrics(card),
                     }
                 ],
             }
@@ -237,7 +268,7 @@ def render_readme(card: dict[str, Any]) -> str:
     for f in card["governance"]["findings"]:
         lines.append(
             f"| {f['check_id']} | {f['stage']} | {f['status']} | {f['severity']} | "
-            f"{f['message'].replace('|', '/')} | {f['record']['seq']} `{f['record']['hash'][:12]}` |"
+            f"{table_cell(f['message'])} | {f['record']['seq']} `{f['record']['hash'][:12]}` |"
         )
     lines += [
         "",

@@ -22,17 +22,25 @@ The equivalent stock signing command is
 """
 
 import base64
+import contextlib
+import contextvars
 import json
 import os
 import stat
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import model_signing
 from cryptography.exceptions import UnsupportedAlgorithm
+from model_signing._hashing import hashing as hashing_engines
+from model_signing._hashing import io as hashing_io
+from model_signing._hashing import memory as hashing_memory
 
 from trustai.attest.keys import public_key_fingerprint
+from trustai.core.canonical import file_sha256
 from trustai.core.manifest import PICKLE_SUFFIXES
 from trustai.errors import TrustaiUserError
 
@@ -76,6 +84,59 @@ def _hashing_config(config: model_signing.hashing.Config) -> model_signing.hashi
     return config
 
 
+class FileDigests:
+    """The sha256 of each file read during one operation, each file read once: keyed by its resolved
+    path and its ``stat`` identity (device, inode, size, mtime, ctime), so a file changed meanwhile is
+    read again. Lives only as long as the operation (``reading_once``), never on disk."""
+
+    def __init__(self) -> None:
+        self._digests: dict[tuple, str] = {}
+        self._lock = threading.Lock()
+        self.reads = 0  # files actually read
+
+    def sha256(self, path: Path) -> str:
+        """The file's sha256, read now unless this operation already read it unchanged."""
+        st = Path(path).stat()
+        key = (str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        with self._lock:
+            known = self._digests.get(key)
+        if known is not None:
+            return known
+        digest = file_sha256(Path(path))
+        with self._lock:
+            self._digests[key] = digest
+            self.reads += 1
+        return digest
+
+
+_READING: contextvars.ContextVar[FileDigests | None] = contextvars.ContextVar("trustai_reading", default=None)
+
+
+@contextlib.contextmanager
+def reading_once() -> Iterator[FileDigests]:
+    """Within the block, ``verify_folder`` hashes each file through one ``FileDigests`` (yielded, so the
+    caller computes other digests, e.g. ``weights_digest``, from the same reads): verifying a
+    checkpoint and taking its weights digest read the weights once."""
+    digests = FileDigests()
+    token = _READING.set(digests)
+    try:
+        yield digests
+    finally:
+        _READING.reset(token)
+
+
+class _RememberedFileHasher(hashing_io.SimpleFileHasher):
+    """model_signing's sha256 file hasher, taking the digest from a FileDigests."""
+
+    def __init__(self, file: Path, digests: FileDigests):
+        super().__init__(file, hashing_memory.SHA256())
+        self._digests = digests
+
+    def compute(self) -> hashing_engines.Digest:
+        """The file's sha256, read at most once per ``reading_once`` block."""
+        return hashing_engines.Digest(self.digest_name, bytes.fromhex(self._digests.sha256(self._file)))
+
+
 class _SignedFilesHashing(model_signing.hashing.Config):
     """Verification's hashing: only files the authenticated signature lists, each a regular file of
     at most MAX_FILE_BYTES, so the bytes hashed are bounded by what the signature covers. Every other
@@ -93,6 +154,17 @@ class _SignedFilesHashing(model_signing.hashing.Config):
         self.problems: list[str] = []
         self.named: set[str] = set()  # files in ``problems``, left unhashed
         self.digests: dict[str, str] | None = None  # what was hashed, once hashing finished
+
+    def _build_file_hasher_factory(self, hashing_algorithm: Any = "sha256", *args: Any, **kwargs: Any) -> Any:
+        """model_signing's factory, or within ``reading_once`` one that reads each file once."""
+        digests = _READING.get()  # taken here, on the caller's thread: hashing runs on a thread pool
+        if digests is None or hashing_algorithm != "sha256":
+            return super()._build_file_hasher_factory(hashing_algorithm, *args, **kwargs)
+
+        def factory(path: Path) -> hashing_io.FileHasher:
+            return _RememberedFileHasher(path, digests)
+
+        return factory
 
     def add_ignored_paths(self, *, model_path: Any, paths: Any) -> None:
         """Note the signature's own ignore_paths (model_signing adds them once it is authenticated)."""

@@ -10,11 +10,13 @@ from trustai.cli.commands import (
     audit,
     demo,
     drift,
+    export,
     keys,
     ledger,
     monitor,
     pack,
     report,
+    serve,
     status,
     train,
     verify,
@@ -25,7 +27,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for command in (train, status, verify, audit, report, monitor, drift, demo, pack, ledger, keys):
+COMMANDS = (train, status, serve, verify, export, audit, report, monitor, drift, demo, pack, ledger, keys)
+for command in COMMANDS:
     command.register(app)
 
 

@@ -11,6 +11,8 @@ raises TrustaiUserError (exit 2), a failed integrity check exits 1 before anythi
 """
 
 import os
+from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +39,10 @@ from trustai.cli.audit_plan import (
 )
 from trustai.core.evidence import Finding, Stage
 from trustai.core.gate import Gate, gate
+from trustai.core.load_counts import load_counts, loads_since
 from trustai.governance import Governance
-from trustai.lerobot.adapter import PolicyAdapter
+from trustai.lerobot.policy_cache import loaded_policy
+from trustai.runtime import ray_session
 
 TRIGGER = "trustai audit"
 
@@ -60,9 +64,11 @@ class CheckpointAudit:
 
 @dataclass
 class AuditResult:
-    """Every audited checkpoint's findings and card."""
+    """Every audited checkpoint's findings and card, and how often each checkpoint's policy was loaded
+    while the audits ran (in this process and on the Ray workers; once per worker at most)."""
 
     audits: list[CheckpointAudit]
+    policy_loads: dict[str, int] = field(default_factory=dict)
 
     @property
     def findings(self) -> list[Finding]:
@@ -108,22 +114,40 @@ def run_audit(
         then refresh and re-sign its card once its last finding is recorded; each card and the audit's end
     anchor the ledger (trustai.attest.anchor).
 
-        ``runtime="inline"`` audits one checkpoint after another in this process; ``"ray"`` runs every
-        check of every checkpoint as a Ray task (local Ray on all cores, or the cluster at
-        ``ray_address``) and waits for them, each bounded by its check's ``timeout_s``. ``progress``
-        shows a bar over checkpoints and one over audits. Raises TrustaiUserError, before anything is
-        written, when the Ray cluster cannot be reached.
+        ``runtime="inline"`` audits one checkpoint after another in this process, loading each policy
+        once (the plan's load, for the last checkpoint planned); ``"ray"`` runs every check of every
+        checkpoint as a Ray task (local Ray on all cores and GPUs, or the cluster at ``ray_address``;
+        a task that runs a policy takes a GPU when there is one) and waits for them, each bounded by
+        its check's ``timeout_s``; each worker loads a checkpoint's policy once. Each audit gets its
+        own copy of the policy. ``progress`` shows a bar over checkpoints and one over audits. Raises
+        TrustaiUserError, before anything is written, when the Ray cluster cannot be reached.
     """
-    governance = Governance(
-        plan.run_dir,
-        plan.pack,
-        signing_key=plan.key,
-        seed=plan.seed,
-        runtime=runtime,
-        ray_address=ray_address,
-        ray_cpus=os.cpu_count(),
+    loads = load_counts()
+    # Ray started here rather than by the executor, so that a local Ray also offers this machine's GPUs.
+    cluster = (
+        ray_session.session(ray_address, os.cpu_count(), num_gpus=None) if runtime == "ray" else nullcontext()
     )
-    bars = _Bars(progress, len(plan.targets), len(plan.targets) * len(plan.checks))
+    with cluster:
+        governance = Governance(
+            plan.run_dir,
+            plan.pack,
+            signing_key=plan.key,
+            seed=plan.seed,
+            runtime=runtime,
+            ray_address=ray_address,
+            ray_cpus=os.cpu_count(),
+        )
+        audits = _audit_checkpoints(
+            plan, governance, _Bars(progress, len(plan.targets), len(plan.targets) * len(plan.checks))
+        )
+    policy_loads = Counter(loads_since(loads))
+    policy_loads.update(getattr(governance.executor, "policy_loads", {}))
+    return AuditResult(audits, dict(policy_loads))
+
+
+def _audit_checkpoints(plan: AuditPlan, governance: Governance, bars: _Bars) -> list[CheckpointAudit]:
+    """Run the plan through ``governance`` (then closed), sealing each checkpoint's card as its last
+    finding lands, and return each checkpoint's audit."""
     order = {check.id: i for i, check in enumerate(plan.checks)}
     audits = [CheckpointAudit(target) for target in plan.targets]
 
@@ -148,7 +172,7 @@ def run_audit(
                 "inputs": audit.target.inputs,
             }
             if governance.executor is governance.inline:  # loaded once for all of this checkpoint's checks
-                context["policy"] = PolicyAdapter.from_checkpoint(audit.target.folder)
+                context["policy"] = loaded_policy(audit.target.folder, seed=plan.seed)
             governance.run_stage(
                 Stage.CHECKPOINT,
                 step=audit.target.step,
@@ -165,7 +189,7 @@ def run_audit(
             governance.anchor(TRIGGER)  # the audit's records are signed as the audit ends
         finally:
             governance.close()
-    return AuditResult(audits)
+    return audits
 
 
 def audit_main(

@@ -3,7 +3,8 @@
 ``plan_audit`` (one checkpoint, or every checkpoint of a run with ``--all``) checks the pack and
 its params, the signing key, each checkpoint (loaded, never unpickled), the dataset against each
 policy's inputs, where the ledger is, and that every checkpoint, its card and the ledger are intact
-(a tampered checkpoint is never re-signed). A folder the ledger records as signed is re-signed only
+(a tampered checkpoint is never re-signed), reading each checkpoint's files once for its weights digest
+and its signature. A folder the ledger records as signed is re-signed only
 while its signature still verifies and its weights still have the digest the ledger recorded, so
 deleting ``model.sig`` never launders changed weights. Bad input raises TrustaiUserError (exit 2); a
 failed integrity check raises IntegrityError (exit 1). The result is an ``AuditPlan`` that
@@ -23,7 +24,13 @@ from pydantic import ValidationError
 
 from trustai import layout
 from trustai.attest.keys import resolve_public_key, resolve_signing_key
-from trustai.attest.signing import SIGNATURE_NAME, refuse_pickle_files, verify_folder
+from trustai.attest.signing import (
+    SIGNATURE_NAME,
+    FileDigests,
+    reading_once,
+    refuse_pickle_files,
+    verify_folder,
+)
 from trustai.attest.verify import verify_checkpoint
 from trustai.core.audit import get_audit
 from trustai.core.evidence import InputProvenance, Stage
@@ -31,8 +38,8 @@ from trustai.core.ledger import Ledger
 from trustai.core.manifest import environment, weights_digest
 from trustai.core.run_record import RunLedger
 from trustai.errors import TrustaiUserError
-from trustai.lerobot.adapter import PolicyAdapter
 from trustai.lerobot.datasets import dataset_fingerprint, open_dataset_meta
+from trustai.lerobot.policy_cache import loaded_policy
 from trustai.packs import Check, PolicyPack, load_pack
 
 
@@ -117,10 +124,14 @@ def plan_audit(
     ledger_problems = [] if new_ledger else _ledger_problems(ledger_path)
     # An edited chain is refused below; its records are not trusted to say what was signed.
     recorded = None if new_ledger or ledger_problems else RunLedger.load(ledger_path)
+    manifest = dict(recorded.manifest) if recorded else _audit_manifest()
+    seed = int(manifest.get("seed") or 0)
     targets, problems = [], []
-    with _signer_public_key(public_key, key) as public:
+    # Each checkpoint's files are hashed once for its weights digest and its signature.
+    with _signer_public_key(public_key, key) as public, reading_once() as digests:
         for folder in folders:
-            adapter = PolicyAdapter.from_checkpoint(folder)
+            # Loaded through the process's cache: an inline audit of this checkpoint reuses it.
+            adapter = loaded_policy(folder, seed=seed)
             adapter.validate_dataset_features(info.features)
             refuse_pickle_files(folder)
             step, release = _card_position(folder)
@@ -130,14 +141,14 @@ def plan_audit(
                 release=release,
                 inputs=InputProvenance(
                     checkpoint=_recorded_name(folder, run_dir),
-                    checkpoint_digest=weights_digest(folder),
+                    checkpoint_digest=weights_digest(folder, digests.sha256),
                     dataset=str(dataset),
                     dataset_fingerprint=fingerprint,
                     step=step,
                 ),
             )
             where = f"{audit_target.name}: " if all_checkpoints else ""
-            found = _signed_before_problems(folder, recorded) if recorded else []
+            found = _signed_before_problems(folder, recorded, digests) if recorded else []
             found += _folder_problems(folder, public)
             problems += [where + p for p in found]
             targets.append(audit_target)
@@ -146,7 +157,6 @@ def plan_audit(
     problems += ledger_problems
     if problems:
         raise IntegrityError(list(dict.fromkeys(problems)))
-    manifest = dict(recorded.manifest) if recorded else _audit_manifest()
     return AuditPlan(
         targets=targets,
         dataset=Path(dataset),
@@ -155,7 +165,7 @@ def plan_audit(
         run_dir=run_dir,
         new_ledger=new_ledger,
         manifest=manifest,
-        seed=int(manifest.get("seed") or 0),
+        seed=seed,
         key=key,
     )
 
@@ -267,9 +277,10 @@ def _recorded_digest(run: RunLedger, folder: Path) -> tuple[int, str] | None:
     return max(((seq, d) for seq, d in stated if isinstance(d, str) and d), default=None)
 
 
-def _signed_before_problems(folder: Path, run: RunLedger) -> list[str]:
+def _signed_before_problems(folder: Path, run: RunLedger, digests: FileDigests) -> list[str]:
     """Why a folder the ledger records as signed may not be signed again: its signature is gone, or its
-    weights are not the ones the ledger recorded. [] for a folder never recorded as signed."""
+    weights (hashed through ``digests``) are not the ones the ledger recorded. [] for a folder never
+    recorded as signed."""
     signed = [card for card in run.cards_of(folder) if card.payload.get("signed") is True]
     if not signed:
         return []
@@ -280,7 +291,7 @@ def _signed_before_problems(folder: Path, run: RunLedger) -> list[str]:
             f"({SIGNATURE_NAME} was removed)"
         )
     stated = _recorded_digest(run, folder)
-    now = weights_digest(folder)
+    now = weights_digest(folder, digests.sha256)
     if stated is not None and now != stated[1]:
         problems.append(
             f"{folder}: weights digest differs from the recorded one (ledger record {stated[0]} "

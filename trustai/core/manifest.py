@@ -1,9 +1,12 @@
 """Run provenance: the manifest that says exactly what produced a model — code (git commit, dirty
 flag), environment (python, packages, torch, CUDA, hardware), seeds, the full training config and the
-dataset fingerprint — and the digest of a checkpoint's weights."""
+dataset fingerprint with the per-file digests it was made from, each saying whether it was read at
+start-up or claimed from an existing digest (``trustai.lerobot.dataset_digests``) — and the digest of a
+checkpoint's weights."""
 
 import platform
 import subprocess
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -49,12 +52,14 @@ def environment() -> dict[str, Any]:
     }
 
 
-def weights_digest(folder: Path) -> str:
-    """Return one sha256 over the weight files of a checkpoint folder (name and digest of each)."""
+def weights_digest(folder: Path, file_digest: Callable[[Path], str] = file_sha256) -> str:
+    """Return one sha256 over the weight files of a checkpoint folder (name and digest of each);
+    ``file_digest(path)`` gives a file's sha256 (default: read it; a caller that already hashed the
+    folder's files passes their digests)."""
     from trustai.core.canonical import digest
 
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-    return digest({p.relative_to(folder).as_posix(): file_sha256(p) for p in files})
+    return digest({p.relative_to(folder).as_posix(): file_digest(p) for p in files})
 
 
 def run_manifest(
@@ -63,13 +68,20 @@ def run_manifest(
     seed: int | None,
     dataset_fingerprint: str | None,
     dataset: str | None,
+    dataset_digests: dict[str, Any] | None = None,
     cwd: Path | None = None,
 ) -> dict[str, Any]:
-    """Return the run manifest recorded as the first ledger record of a governed run."""
+    """Return the run manifest recorded as the first ledger record of a governed run.
+
+    ``dataset_digests`` (``DatasetDigests.record()``) lists each dataset file's digest and where it came
+    from; ``dataset_fingerprint`` is None while any of them is pending (the data stage reads it)."""
+    dataset_record: dict[str, Any] = {"id": dataset, "fingerprint": dataset_fingerprint}
+    if dataset_digests is not None:
+        dataset_record["digests"] = dataset_digests
     return {
         "git": git_state(cwd or Path.cwd()),
         "environment": environment(),
         "seed": seed,
         "train_config": train_config,
-        "dataset": {"id": dataset, "fingerprint": dataset_fingerprint},
+        "dataset": dataset_record,
     }

@@ -2,80 +2,74 @@
 
 An adapter wraps a LeRobot policy together with its saved pre/post-processor pipelines, so audits
 feed it raw dataset-scale observations (images float in [0, 1] as B×C×H×W, state B×D, ``"task"``
-strings) and get back actions in dataset units. Supported policy types and how each is driven:
+strings) and get back actions in dataset units.
 
-* ``act``: the ACT model's forward pass in eval mode (no VAE sampling, no dropout); deterministic.
-* ``diffusion``: DDPM/DDIM sampling through ``DiffusionModel.generate_actions`` with a fixed initial
-  noise (drawn once from a ``torch.Generator`` seeded with ``seed`` and shared by every row) and the
-  scheduler's per-step noise drawn from the global RNG re-seeded with ``seed`` inside a forked RNG
-  state, so the caller's RNG stream is untouched. Observations without a time axis are repeated
-  ``n_obs_steps`` times, as ``select_action`` does on an episode's first step.
-* ``pi05``: flow-matching sampling through ``PI05Pytorch.sample_actions`` with a fixed noise tensor
-  (seeded, shared by every row). Its state enters only as discretised text tokens, so gradients reach
-  camera pixels but not the state.
-
-``predict_action_chunk`` and ``sample_actions`` carry ``@torch.no_grad``; the adapter calls the
-undecorated model methods instead, so ``actions`` is differentiable with respect to camera pixels
-(and state for ACT and Diffusion) under the caller's grad mode.
+How each policy type is driven lives in one module per type, ``trustai/lerobot/policies/`` (as
+LeRobot keeps one package per type): ``act``, ``diffusion``, ``pi0``, ``pi05``, ``smolvla`` and
+``groot``. Each turns a preprocessed batch into the normalised action chunk with the *undecorated*
+model code (LeRobot's ``predict_action_chunk`` and samplers carry ``@torch.no_grad``), so ``actions``
+is differentiable w.r.t. camera pixels, the state (except π0.5, which reads it as text tokens) and,
+for the language policies, the task's token embeddings (``language_embedding``), under the caller's
+grad mode. Flow-matching and diffusion noise are seeded tensors shared by every row; the caller's RNG
+is untouched. ``trustai.lerobot.policies.REFUSED`` names every other LeRobot type and why it is
+refused.
 
 Loading never unpickles: only ``config.json``, the processor ``*.json`` files and ``*.safetensors``
-files are read, every safetensors header is validated before LeRobot touches it, and torchvision
-ImageNet backbone weights named in a config (``pretrained_backbone_weights``, which torchvision would
-download and read with ``torch.load``) are switched off because ``model.safetensors`` overwrites them.
+files are read, every safetensors header is validated before LeRobot touches it, and pretrained
+weights that ``model.safetensors`` overwrites anyway are switched off (torchvision ImageNet backbones
+named by ``pretrained_backbone_weights``, which torchvision would download and ``torch.load``;
+SmolVLA's ``load_vlm_weights``).
 
-Offline use: π0.5's preprocessor loads the PaliGemma tokenizer named in ``policy_preprocessor.json``
-(``google/paligemma-3b-pt-224``). With ``HF_HUB_OFFLINE=1`` it must already be in the Hugging Face
-cache, or ``from_checkpoint(..., tokenizer=<local folder>)`` points it at a saved tokenizer
-(``tests/policies_fixtures.py`` builds a tiny word-level one with ``tokenizers`` for the tests).
-
-Not supported: GR00T (``groot``) builds its backbone with ``GR00TN17.from_pretrained`` from the hub with
-``trust_remote_code=True`` even for a fine-tuned checkpoint, and SmolVLA (``smolvla``) fetches its
-SmolVLM config and processor from the hub in its constructor; neither can be built offline, so
-``from_checkpoint`` refuses them. Both are flow-matching policies and would plug in as one more
-``_SAMPLERS`` entry that, as for π0.5, calls their undecorated sampler with a fixed noise tensor.
+Offline use (nothing is downloaded): a VLA loads things by name from outside its folder: π0 and π0.5
+their PaliGemma tokenizer (``policy_preprocessor.json``), SmolVLA its SmolVLM config, processor and
+tokenizer (``vlm_model_name``), GR00T N1.7 its raw base checkpoint (``base_model_path``), that
+checkpoint's Qwen3-VL config (``model_name``) and the Qwen3-VL processor of its preprocessor's
+VLM-encode step. Each must be a local folder or already in the Hugging Face cache, else
+``from_checkpoint`` refuses with the file and key to change; a backbone folder that carries its own
+Python code (``auto_map``, ``*.py``: GR00T loads with ``trust_remote_code=True``) or only pickle
+weights is refused too. ``from_checkpoint(..., tokenizer=<local folder>)`` replaces the tokenizer a
+preprocessor names. ``tests/policies_fixtures.py`` and ``tests/vla_backbones.py`` write tiny local
+backbones for the tests.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from lerobot.utils.constants import (
-    ACTION,
-    OBS_IMAGES,
-    OBS_LANGUAGE_ATTENTION_MASK,
-    OBS_LANGUAGE_TOKENS,
-    OBS_STATE,
-)
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 from safetensors import SafetensorError, safe_open
-from torch import Tensor
+from torch import Tensor, nn
 
 from trustai import layout
 from trustai.core.manifest import PICKLE_SUFFIXES
 from trustai.errors import TrustaiUserError
+from trustai.lerobot.policies import driver_for
+from trustai.lerobot.policies.driver import Backbone, Batch, Pipeline
 
 if TYPE_CHECKING:
     from lerobot.configs import PreTrainedConfig
     from lerobot.policies.pretrained import PreTrainedPolicy
 
-Batch = dict[str, Any]
-Pipeline = Callable[[Any], Any]
+__all__ = ["Batch", "Modality", "Pipeline", "PolicyAdapter"]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 PREPROCESSOR_FILE = "policy_preprocessor.json"
 POSTPROCESSOR_FILE = "policy_postprocessor.json"
-UNSUPPORTED_TYPES = {
-    "groot": "GR00T builds its backbone from the Hugging Face hub with trust_remote_code=True",
-    "smolvla": "SmolVLA fetches its SmolVLM backbone config and processor from the Hugging Face hub",
-}
+# Files in which transformers finds code to import from a model folder (with trust_remote_code).
+_CODE_MAP_FILES = (
+    "config.json",
+    "tokenizer_config.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+)
 
 
 @dataclass(frozen=True)
@@ -85,72 +79,6 @@ class Modality:
     name: str
     kind: Literal["camera", "state", "language"]
     shape: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class _Sampler:
-    """How one policy type turns a preprocessed batch into a normalised action chunk."""
-
-    chunk: Callable[[PreTrainedPolicy, Batch, torch.Generator], Tensor]
-    chunk_size: Callable[[Any], int]
-    has_language: bool
-    state_differentiable: bool = True
-    prepare: Callable[[Any, Batch], Batch] = lambda config, batch: batch
-
-
-def _act_chunk(policy: PreTrainedPolicy, batch: Batch, generator: torch.Generator) -> Tensor:
-    batch = dict(batch)
-    batch[OBS_IMAGES] = [batch[key] for key in policy.config.image_features]
-    return policy.model(batch)[0]
-
-
-def _with_time_axis(config: Any, batch: Batch) -> Batch:
-    """Give state and camera inputs the (B, n_obs_steps, ...) layout Diffusion expects."""
-    batch = dict(batch)
-    if batch[OBS_STATE].ndim == 2:
-        batch[OBS_STATE] = batch[OBS_STATE].unsqueeze(1).expand(-1, config.n_obs_steps, -1)
-    for key in config.image_features:
-        if batch[key].ndim == 4:
-            batch[key] = batch[key].unsqueeze(1).expand(-1, config.n_obs_steps, -1, -1, -1)
-    return batch
-
-
-def _diffusion_chunk(policy: PreTrainedPolicy, batch: Batch, generator: torch.Generator) -> Tensor:
-    config = policy.config
-    batch = dict(batch)
-    batch[OBS_IMAGES] = torch.stack([batch[key] for key in config.image_features], dim=-4)
-    size = len(batch[OBS_STATE])
-    noise = _shared_noise(generator, size, (config.horizon, config.action_feature.shape[0]))
-    return policy.diffusion.generate_actions(batch, noise=noise)
-
-
-def _pi05_chunk(policy: PreTrainedPolicy, batch: Batch, generator: torch.Generator) -> Tensor:
-    from lerobot.policies.pi05.modeling_pi05 import PI05Pytorch
-
-    config = policy.config
-    images, image_masks = policy._preprocess_images(batch)
-    tokens, token_masks = batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK]
-    noise = _shared_noise(generator, len(tokens), (config.chunk_size, config.max_action_dim))
-    sample_actions = inspect.unwrap(PI05Pytorch.sample_actions)
-    actions = sample_actions(policy.model, images, image_masks, tokens, token_masks, noise=noise)
-    return actions[:, :, : config.action_feature.shape[0]]
-
-
-def _shared_noise(generator: torch.Generator, rows: int, shape: tuple[int, ...]) -> Tensor:
-    """One seeded noise sample repeated for every row, so a row's actions do not depend on its position."""
-    noise = torch.randn((1, *shape), generator=generator, device=generator.device)
-    return noise.expand(rows, *shape)
-
-
-_SAMPLERS: dict[str, _Sampler] = {
-    "act": _Sampler(_act_chunk, lambda config: config.chunk_size, has_language=False),
-    "diffusion": _Sampler(
-        _diffusion_chunk, lambda config: config.n_action_steps, has_language=False, prepare=_with_time_axis
-    ),
-    "pi05": _Sampler(
-        _pi05_chunk, lambda config: config.chunk_size, has_language=True, state_differentiable=False
-    ),
-}
 
 
 class PolicyAdapter:
@@ -176,7 +104,7 @@ class PolicyAdapter:
         self.preprocessor = preprocessor
         self.postprocessor = postprocessor
         self.seed = seed
-        self._sampler = _sampler_for(policy.config.type, where=type(policy).__name__)
+        self._driver = driver_for(policy.config.type, where=type(policy).__name__)
 
     @classmethod
     def from_checkpoint(
@@ -187,7 +115,9 @@ class PolicyAdapter:
         Reads only JSON and safetensors through LeRobot's own loaders. ``tokenizer`` replaces the
         tokenizer named in the preprocessor (for offline use of language policies). Raises
         TrustaiUserError for a missing folder or file, invalid JSON, a corrupt safetensors file,
-        pickle-format weights, an unsupported policy type, or weights that do not fit the config.
+        pickle-format weights, an unsupported policy type, a backbone that is neither a local folder
+        nor in the Hugging Face cache (or carries code or only pickle weights), or weights that do not
+        fit the config.
         """
         folder = layout.model_folder(Path(path))
         config_json = _read_json(folder / CONFIG_FILE, "the folder is not a LeRobot pretrained_model folder")
@@ -200,15 +130,19 @@ class PolicyAdapter:
                 where=str(folder / CONFIG_FILE),
                 fix="restore config.json from the original checkpoint or re-save the policy",
             )
-        _sampler_for(config_json["type"], where=str(folder / CONFIG_FILE))
+        driver = driver_for(config_json["type"], where=str(folder / CONFIG_FILE))
         preprocessor_json = _read_json(
             folder / PREPROCESSOR_FILE, "checkpoints saved before LeRobot 0.4 lack it"
         )
         _read_json(folder / POSTPROCESSOR_FILE, "checkpoints saved before LeRobot 0.4 lack it")
+        for backbone in driver.backbones(config_json, preprocessor_json, folder):
+            if tokenizer is None or backbone.key != "tokenizer_name":
+                _require_local_backbone(backbone, folder)
 
         # LeRobot's loaders print progress to stdout, which belongs to the CLI's own output.
         with contextlib.redirect_stdout(sys.stderr):
             config = _load_config(folder, device)
+            driver.offline_config(config)
             policy = _load_policy(folder, config)
             preprocessor, postprocessor = _load_processors(
                 folder, config, preprocessor_json, device, tokenizer
@@ -217,7 +151,7 @@ class PolicyAdapter:
 
     @property
     def policy_type(self) -> str:
-        """LeRobot's registered name of the policy type (``act``, ``diffusion``, ``pi05``)."""
+        """LeRobot's registered name of the policy type (``act``, ``diffusion``, ``pi05``, ...)."""
         return self.policy.config.type
 
     @property
@@ -236,7 +170,14 @@ class PolicyAdapter:
     @property
     def has_language(self) -> bool:
         """Whether the policy consumes a ``"task"`` string (tokenised by its preprocessor)."""
-        return self._sampler.has_language
+        return self._driver.has_language
+
+    @property
+    def language_embedding(self) -> nn.Module | None:
+        """The embedding layer that turns the task's tokens into vectors (where language becomes
+        differentiable), or None for a policy without language."""
+        embedding = self._driver.language_embedding
+        return embedding(self.policy) if embedding is not None else None
 
     @property
     def action_dim(self) -> int:
@@ -246,7 +187,7 @@ class PolicyAdapter:
     @property
     def chunk_size(self) -> int:
         """Number of actions ``actions`` returns per observation (1 for a non-chunked policy)."""
-        return self._sampler.chunk_size(self.policy.config)
+        return self._driver.chunk_size(self.policy)
 
     @property
     def modalities(self) -> list[Modality]:
@@ -269,8 +210,9 @@ class PolicyAdapter:
         """
         self._require_inputs(batch)
         with self._deterministic() as generator:
-            processed = self._sampler.prepare(self.policy.config, self._preprocess(batch))
-            chunk = self._sampler.chunk(self.policy, processed, generator)
+            processed = self._preprocess(batch)
+            with self._driver.autocast(self.policy):
+                chunk = self._driver.chunk(self.policy, processed, generator)
         return self.postprocessor(chunk) if self.postprocessor is not None else chunk
 
     def per_sample_loss(self, batch: Batch) -> Tensor:
@@ -289,8 +231,7 @@ class PolicyAdapter:
         for row in range(len(batch[ACTION])):
             sample = {key: _take_row(value, row) for key, value in batch.items()}
             with self._deterministic():
-                processed = self._sampler.prepare(self.policy.config, self._preprocess(sample))
-                loss, _ = self.policy.forward(processed)
+                loss, _ = self.policy.forward(self._preprocess(sample))
             losses.append(loss.reshape(()))
         return torch.stack(losses)
 
@@ -330,11 +271,17 @@ class PolicyAdapter:
             raise ValueError(f"batch lacks inputs the {self.policy_type} policy needs: {', '.join(missing)}")
 
     def _preprocess(self, batch: Batch) -> Batch:
-        if not self._sampler.state_differentiable and OBS_STATE in batch:
+        """The preprocessor's output plus what the policy's driver adds (a time axis, pixels rebuilt
+        differentiably)."""
+        given = dict(batch)
+        if not self._driver.state_differentiable and OBS_STATE in given:
             # The state is discretised into text tokens (no gradient), and the step doing so
             # deep-copies it, which autograd forbids for a tensor that is part of a graph.
-            batch = {**batch, OBS_STATE: batch[OBS_STATE].detach()}
-        return self.preprocessor(batch) if self.preprocessor is not None else batch
+            given[OBS_STATE] = given[OBS_STATE].detach()
+        if self._driver.pixels_rebuilt:  # the preprocessor reads them as numpy; the driver rebuilds them
+            given.update({key: given[key].detach() for key in self.camera_keys if key in given})
+        processed = self.preprocessor(given) if self.preprocessor is not None else given
+        return self._driver.prepare(self.policy, batch, processed, self.preprocessor)
 
     @contextlib.contextmanager
     def _deterministic(self) -> Iterator[torch.Generator]:
@@ -353,17 +300,6 @@ class PolicyAdapter:
                 yield torch.Generator(device=device).manual_seed(self.seed)
         finally:
             self.policy.train(was_training)
-
-
-def _sampler_for(policy_type: str, where: str) -> _Sampler:
-    if policy_type in _SAMPLERS:
-        return _SAMPLERS[policy_type]
-    reason = UNSUPPORTED_TYPES.get(policy_type, "trustai has no deterministic, differentiable driver for it")
-    raise TrustaiUserError(
-        f"policy type {policy_type!r} is not supported by trustai audits ({reason})",
-        where=where,
-        fix=f"audit a policy of a supported type: {', '.join(sorted(_SAMPLERS))}",
-    )
 
 
 def _take_row(value: Any, row: int) -> Any:
@@ -424,6 +360,72 @@ def _check_safetensors(file: Path) -> None:
             where=str(file),
             fix="copy the checkpoint again from its source or re-save the policy",
         ) from exc
+
+
+def _require_local_backbone(backbone: Backbone, folder: Path) -> None:
+    """Refuse a backbone that would be downloaded, or whose folder carries code or only pickle weights."""
+    file = folder / backbone.file
+    local = _local_copy(backbone.name)
+    if local is None:
+        looks_like_path = backbone.name.startswith(("/", ".", "~")) or Path(backbone.name).drive != ""
+        missing = (
+            "folder does not exist"
+            if looks_like_path
+            else "is neither a local folder nor in the Hugging Face cache"
+        )
+        raise TrustaiUserError(
+            f"the {backbone.what} {backbone.name!r} that {backbone.key} names {missing}; trustai never "
+            "downloads at audit time",
+            where=f"{file} ({backbone.key})",
+            fix=f"save the {backbone.what} to a local folder and set {backbone.key} in {file.name} to its "
+            f"path, or fetch {backbone.name!r} into the Hugging Face cache beforehand "
+            "(huggingface-cli download) on a machine with network access",
+        )
+    code = sorted(p.name for p in local.glob("*.py"))
+    code += [name for name in _CODE_MAP_FILES if "auto_map" in _read_json_or_empty(local / name)]
+    if code:
+        raise TrustaiUserError(
+            f"the {backbone.what} folder carries its own Python code ({', '.join(code)}), which "
+            "transformers would import and run (GR00T loads with trust_remote_code=True)",
+            where=str(local),
+            fix="use a backbone folder made of configs, tokenizer files and safetensors weights only",
+        )
+    weights = sorted(local.glob("*.safetensors"))
+    if not weights and any(p.suffix in PICKLE_SUFFIXES for p in local.iterdir()):
+        raise TrustaiUserError(
+            f"the {backbone.what} holds weights in pickle format only; trustai never unpickles, since "
+            "loading a pickle runs arbitrary code",
+            where=str(local),
+            fix="re-save the backbone with save_pretrained(safe_serialization=True) (model.safetensors)",
+        )
+    for weights_file in weights:
+        _check_safetensors(weights_file)
+
+
+def _local_copy(name: str) -> Path | None:
+    """The folder ``name`` resolves to without a download: itself, or its Hugging Face cache snapshot."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    for probe in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
+        try:
+            cached = try_to_load_from_cache(name, probe)
+        except HFValidationError:  # not a hub id either
+            return None
+        if isinstance(cached, str):
+            return Path(cached).parent
+    return None
+
+
+def _read_json_or_empty(file: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def _load_config(folder: Path, device: str) -> PreTrainedConfig:

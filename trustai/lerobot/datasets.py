@@ -7,7 +7,7 @@ hashed in chunks, so a multi-gigabyte dataset costs memory proportional to one b
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,18 +225,20 @@ def _content_files(root: Path) -> list[Path]:
     )
 
 
-def dataset_fingerprint(root: Path | str) -> str:
+def dataset_fingerprint(root: Path | str, file_digest: Callable[[Path], str] = file_sha256) -> str:
     """Return a sha256 that changes when any byte of the dataset's data, metadata or videos changes.
 
     It covers the canonical JSON of meta/info.json (so reformatting that file does not change the
     fingerprint) and the relative path and sha256 of every other file under data/, meta/ and
-    videos/, in sorted order. It does not depend on where the dataset folder is.
+    videos/, in sorted order. It does not depend on where the dataset folder is. ``file_digest(path)``
+    gives a file's sha256 (default: read the file; trustai.lerobot.dataset_digests passes digests it
+    already holds).
     """
     root = Path(root)
     open_dataset_meta(root)
     info = json.loads((root / INFO_PATH).read_text(encoding="utf-8"))
     files = [
-        [p.relative_to(root).as_posix(), file_sha256(p)]
+        [p.relative_to(root).as_posix(), file_digest(p)]
         for p in _content_files(root)
         if p.relative_to(root).as_posix() != INFO_PATH
     ]

@@ -12,8 +12,9 @@ Two facts about LeRobot policies shape it:
   when it is so, evaluates one copy of the frames per policy call, so every row always sees the noise
   it had in the clean evaluation; other policies take up to ``max_rows`` rows per call.
 * Language reaches a VLA as token ids, which have no gradient. The embedding layer that turns the
-  task's tokens into vectors (found by watching which ``nn.Embedding`` receives the tokenised task)
-  is where language becomes differentiable: ``language_embeddings`` returns the frames' own token
+  task's tokens into vectors (``PolicyAdapter.language_embedding``, named by the policy type's
+  driver; its first call on the frames' tokenised task is recorded) is where language becomes
+  differentiable: ``language_embeddings`` returns the frames' own token
   embeddings, and an override ``{"task": tensor}`` substitutes them (π0.5 also writes its discretised
   state into these tokens).
 """
@@ -86,13 +87,15 @@ class FramePolicy:
             ):
                 self._embedding, self._embeddings = module, output.detach()
 
-        modules = [m for m in self.adapter.policy.modules() if isinstance(m, torch.nn.Embedding)]
-        handles = [m.register_forward_hook(seen) for m in modules]
+        embedding = self.adapter.language_embedding
+        if embedding is None:
+            yield
+            return
+        handle = embedding.register_forward_hook(seen)
         try:
             yield
         finally:
-            for handle in handles:
-                handle.remove()
+            handle.remove()
 
     @contextlib.contextmanager
     def _substitute_embeddings(self, embeddings: Tensor | None) -> Iterator[None]:

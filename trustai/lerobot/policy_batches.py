@@ -19,6 +19,7 @@ from trustai.errors import TrustaiUserError
 from trustai.lerobot.adapter import PolicyAdapter
 from trustai.lerobot.datasets import DatasetInfo, iter_frame_batches, task_names
 from trustai.lerobot.frames import Frame, Plan, iter_frames
+from trustai.lerobot.policy_cache import isolated, loaded_policy
 
 
 @dataclass
@@ -33,16 +34,17 @@ class PolicyBatch:
 
 
 def audit_policy(ctx: AuditContext, device: str = "cpu") -> PolicyAdapter:
-    """The policy a checkpoint audit examines: ``ctx.policy``, else the checkpoint at ``ctx.checkpoint_dir``
-    loaded onto ``device`` with the context's seed. Raises TrustaiUserError when there is neither."""
+    """The policy a checkpoint audit examines, as the audit's own copy (trustai.lerobot.policy_cache):
+    of ``ctx.policy``, else of the checkpoint at ``ctx.checkpoint_dir`` loaded onto ``device`` with the
+    context's seed (once per process). Raises TrustaiUserError when there is neither."""
     if ctx.policy is not None:
-        return ctx.policy
+        return isolated(ctx.policy)
     if ctx.checkpoint_dir is None:
         raise TrustaiUserError(
             "this audit needs a policy, and the stage gave neither a policy nor a checkpoint folder",
             fix="run it at the checkpoint stage, or pass a checkpoint (trustai audit CHECKPOINT)",
         )
-    return PolicyAdapter.from_checkpoint(ctx.checkpoint_dir, device=device, seed=ctx.seed)
+    return isolated(loaded_policy(ctx.checkpoint_dir, device=device, seed=ctx.seed))
 
 
 def _episode_actions(info: DatasetInfo, episodes: set[int]) -> dict[int, np.ndarray]:

@@ -1,8 +1,11 @@
 """Per-file work over datasets' files, in this process or spread over Ray workers.
 
-With ``use_ray`` the calls run as Ray tasks on the Ray that ``trustai.runtime.ray_session`` connects
-to (``RAY_ADDRESS``, else a local Ray on every core, stopped again afterwards). Workers read the files
-from the paths they are given, so they need the same filesystem view.
+Data audits split into a map over the dataset's files and an exact merge of the partial results in
+file order; both paths call the same map function through ``map_files``, so a Ray run gives the same
+result as the single-process one by construction. With ``use_ray`` the calls run as Ray tasks (one
+CPU each) on the Ray that ``trustai.runtime.ray_session`` connects to (``RAY_ADDRESS``, else a local
+Ray on every core, stopped again afterwards). Workers read the files from the paths they are given, so
+they need the same filesystem view.
 """
 
 from collections.abc import Callable, Sequence
@@ -26,4 +29,5 @@ def map_files[T, R](fn: Callable[[T], R], items: Sequence[T], *, use_ray: bool =
 
     with session():
         task = ray.remote(_call)
-        return ray.get([task.remote(fn, item) for item in items])
+        shared = ray.put(fn)  # what every call shares (the dataset's info, a sampling plan) goes once
+        return ray.get([task.remote(shared, item) for item in items])

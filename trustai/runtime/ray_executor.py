@@ -10,7 +10,12 @@ At most as many jobs as the cluster has CPUs are in flight; the rest wait in the
 job's time limit counts from its launch, not from the moment a whole fleet of checkpoints was queued.
 
 Workers read the checkpoint and dataset from the paths they are given (same node or a shared
-filesystem) and return their artifacts' bytes, so the run folder needs no shared filesystem.
+filesystem) and return their artifacts' bytes, so the run folder needs no shared filesystem. A worker
+loads a checkpoint's policy once and gives each audit its own copy (trustai.lerobot.policy_cache);
+``policy_loads`` counts the loads per checkpoint. When the cluster has GPUs, each job that runs a
+policy asks Ray for one and runs its audit with ``device: cuda``; without GPUs such jobs run on CPU,
+and a check that asked for ``cuda`` falls back to ``cpu``. Either way the evidence's params record
+the device the audit ran on.
 """
 
 import dataclasses
@@ -18,13 +23,15 @@ import logging
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trustai.core.audit import get_audit
 from trustai.core.evidence import Evidence
+from trustai.core.load_counts import load_counts, loads_since
 from trustai.runtime import ray_session
 from trustai.runtime.executor import AuditJob, Deliver, error_evidence
 from trustai.runtime.measure import measure_with_limit
@@ -32,13 +39,37 @@ from trustai.runtime.measure import measure_with_limit
 log = logging.getLogger("trustai")
 
 
-def run_on_worker(job: AuditJob) -> dict[str, Any]:
-    """Run one job where it is called (a Ray worker); return the Evidence JSON and artifact bytes."""
+def runs_policy(job: AuditJob) -> bool:
+    """True when the job's audit runs a policy on a device (its params have ``device``) on a checkpoint."""
+    return job.checkpoint_dir is not None and "device" in get_audit(job.check.audit).Params.model_fields
+
+
+def on_device(job: AuditJob, gpu: bool) -> AuditJob:
+    """``job`` with its audit's ``device`` param set to where it runs: ``cuda`` on a GPU the task was
+    given; without one, ``cpu`` in place of a ``cuda`` the check asked for (the evidence's params then
+    say ``cpu``)."""
+    if not runs_policy(job):
+        return job
+    asked = str(job.check.params.get("device", "cpu"))
+    device = "cuda" if gpu else ("cpu" if asked.startswith("cuda") else asked)
+    if device == asked:
+        return job
+    if not gpu:
+        log.warning("trustai: %s asked for %s; no GPU in the cluster, running on cpu", job.check.id, asked)
+    check = job.check.model_copy(update={"params": {**job.check.params, "device": device}})
+    return dataclasses.replace(job, check=check)
+
+
+def run_on_worker(job: AuditJob, gpu: bool = False) -> dict[str, Any]:
+    """Run one job where it is called (a Ray worker; ``gpu``: the task was given one); return the
+    Evidence JSON, artifact bytes and the policy loads the job caused in this worker."""
+    loads = load_counts()
+    job = on_device(job, gpu)
     with tempfile.TemporaryDirectory(prefix="trustai-audit-") as tmp:
         root = Path(tmp)
         evidence = measure_with_limit(job.check, job.context(root), root)
         files = {a.path: (root / a.path).read_bytes() for a in evidence.artifacts}
-    return {"evidence": evidence.canonical(), "files": files}
+    return {"evidence": evidence.canonical(), "files": files, "policy_loads": loads_since(loads)}
 
 
 @dataclass
@@ -72,7 +103,10 @@ class RayExecutor:
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
         self._remote: Any = None
+        self._remote_gpu: Any = None  # set when the cluster has GPUs
         self._slots = 1
+        self._gpu_slots = 0
+        self.policy_loads: Counter[str] = Counter()  # checkpoint folder -> policy loads on the workers
         self._owns_ray = False
         self._stop = False
 
@@ -87,8 +121,13 @@ class RayExecutor:
         if self._remote is not None:
             return
         self._owns_ray = ray_session.connect(self.address, self.num_cpus)
-        self._slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(run_on_worker)
+        resources = ray.cluster_resources()
+        self._slots = max(1, int(resources.get("CPU", 1)))
+        self._gpu_slots = int(resources.get("GPU", 0))
+        task = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(run_on_worker)
+        self._remote = task
+        if self._gpu_slots:
+            self._remote_gpu = task.options(num_gpus=1)
         self._thread = threading.Thread(target=self._collect, name="trustai-ray-collector", daemon=True)
         self._thread.start()
 
@@ -106,18 +145,29 @@ class RayExecutor:
             self._lock.notify_all()
 
     def _launch(self) -> None:
-        """Start queued jobs while fewer than the cluster's CPUs are in flight (caller holds the lock)."""
-        in_flight = sum(len(b.pending) for b in self._batches)
+        """Start queued jobs while fewer than the cluster's CPUs (and, for jobs that run a policy on a
+        GPU cluster, its GPUs) are in flight, in queue order (caller holds the lock)."""
+        launched = [job for b in self._batches for job, _ in b.pending.values()]
+        in_flight, on_gpus = len(launched), sum(self._wants_gpu(job) for job in launched)
         for batch in self._batches:
             while batch.queued and in_flight < self._slots:
-                job = batch.queued.popleft()
-                batch.pending[self._remote.remote(job)] = (job, time.monotonic() + job.check.timeout_s)
-                in_flight += 1
+                job = batch.queued[0]
+                gpu = self._wants_gpu(job)
+                if gpu and on_gpus >= self._gpu_slots:
+                    break  # a GPU frees up before this checkpoint's next audit starts
+                batch.queued.popleft()
+                ref = (self._remote_gpu if gpu else self._remote).remote(job, gpu)
+                batch.pending[ref] = (job, time.monotonic() + job.check.timeout_s)
+                in_flight, on_gpus = in_flight + 1, on_gpus + gpu
+
+    def _wants_gpu(self, job: AuditJob) -> bool:
+        return self._gpu_slots > 0 and runs_policy(job)
 
     def _deliver(
         self, batch: _Batch, job: AuditJob, result: dict[str, Any] | None, error: str | None
     ) -> None:
         if result is not None:
+            self.policy_loads.update(result.get("policy_loads", {}))
             for rel, data in result["files"].items():
                 path = self.root / rel
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,9 @@
 executor, per-file data work), with the same rules.
 
 The address is the one given, else ``RAY_ADDRESS``; an address that nothing answers is refused within
-seconds (Ray itself retries for minutes). A local Ray has no dashboard and ``num_cpus`` CPUs (default:
-every core). Workers inherit ``TRUSTAI_AUDIT_PLUGINS`` so they find the same audits as this process.
+seconds (Ray itself retries for minutes). A local Ray has no dashboard, ``num_cpus`` CPUs (default:
+every core) and no GPUs unless asked for. Workers inherit ``TRUSTAI_AUDIT_PLUGINS`` so they find the
+same audits as this process.
 """
 
 import os
@@ -19,9 +20,10 @@ ADDRESS_FIX = (
 )
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = 0) -> bool:
     """Make sure this process is connected to Ray; return True when this call started the connection
-    (the caller then owns it and calls ``ray.shutdown()``), False when one already existed.
+    (the caller then owns it and calls ``ray.shutdown()``), False when one already existed. A local Ray
+    gets ``num_gpus`` GPUs (default none: training keeps its GPUs; None: every GPU Ray finds).
 
     Raises TrustaiUserError when the cluster at ``address`` cannot be reached.
     """
@@ -41,9 +43,12 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
                 f"cannot join the Ray cluster: {exc}", where=address, fix=ADDRESS_FIX
             ) from None
     else:
+        # "local", not None: with no address Ray would join whatever cluster `ray start` last left in
+        # /tmp/ray, someone else's, which may be shut down under us.
         ray.init(
+            address="local",
             num_cpus=num_cpus or os.cpu_count() or 1,
-            num_gpus=0,
+            num_gpus=num_gpus,
             include_dashboard=False,
             log_to_driver=False,
             runtime_env=runtime_env,
@@ -52,11 +57,14 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
 
 
 @contextmanager
-def session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
-    """Ray for the duration of a ``with`` block, shut down afterwards only if the block started it."""
+def session(
+    address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = 0
+) -> Iterator[None]:
+    """Ray for the duration of a ``with`` block (``connect``'s arguments), shut down afterwards only if
+    the block started it."""
     import ray
 
-    started = connect(address, num_cpus)
+    started = connect(address, num_cpus, num_gpus)
     try:
         yield
     finally:

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from trustai.cli._console import console
+from trustai.cli._console import console, note
 
 
 def drift(
@@ -17,26 +17,38 @@ def drift(
     out: Annotated[
         Path | None, typer.Option(help="folder for drift_report.html and drift.json (default: not kept)")
     ] = None,
-    max_drift_share: Annotated[
-        float, typer.Option(help="exit 1 when the share of drifted features exceeds this")
+    alpha: Annotated[
+        float, typer.Option(help="chance of calling any feature drifted when none is (Holm over features)")
+    ] = 0.05,
+    min_effect: Annotated[
+        float, typer.Option(help="smallest effect that counts: Wasserstein distance in pooled std units")
     ] = 0.5,
     max_frames: Annotated[int, typer.Option(help="frames sampled evenly from each dataset")] = 5000,
     images: Annotated[bool, typer.Option(help="include per-camera image statistics")] = True,
     ray: Annotated[bool, typer.Option("--ray", help="compute features per frame file as Ray tasks")] = False,
+    max_drift_share: Annotated[
+        float | None, typer.Option(hidden=True, help="deprecated and ignored: the verdict is the audit's")
+    ] = None,
 ) -> None:
-    """Per-feature drift (state, action, camera statistics) of CURRENT against REFERENCE, with Evidently;
-    exit 1 when the drifted share is over the limit or the check failed."""
+    """Per-feature drift (state, action, their steps, camera statistics) of CURRENT against REFERENCE,
+    judged per episode: a feature drifts when its episode-permutation test is significant after Holm
+    correction (p <= alpha) and its effect reaches min-effect. Exit 1 when any feature drifted, when
+    the datasets hold too few episodes to tell (inconclusive), or when the check failed."""
     import json
     import tempfile
 
     from trustai.cli.monitor import check_drift
 
+    if max_drift_share is not None:
+        note(
+            "--max-drift-share is deprecated and ignored: trustai drift exits 1 when any feature drifts "
+            "(see --alpha and --min-effect)"
+        )
+    params = {"max_frames": max_frames, "images": images, "alpha": alpha, "min_effect": min_effect}
     with tempfile.TemporaryDirectory(prefix="trustai-drift-") as tmp:
         folder = out or Path(tmp)
         with console.status("computing features and drift tests..."):
-            result = check_drift(
-                reference, current, folder, max_frames=max_frames, images=images, use_ray=ray
-            )
+            result = check_drift(reference, current, folder, use_ray=ray, **params)
         if result.error:
             console.print(f"[red]drift check failed[/red]: {result.error}", highlight=False)
             raise typer.Exit(1)
@@ -45,26 +57,37 @@ def drift(
                 json.dumps({"metrics": result.metrics, "features": result.tables["features"]}, indent=2),
                 encoding="utf-8",
             )
-    table = Table(Column("feature", overflow="fold"), "group", "test", "score", "threshold", "drifted")
+    table = Table(
+        Column("feature", overflow="fold"),
+        "group",
+        "p (Holm)",
+        "effect",
+        "drifted",
+        title="drift per feature",
+    )
     for row in result.tables["features"]:
-        mark = "[red]yes[/red]" if row["drifted"] else "no"
         table.add_row(
             row["feature"],
             row["group"],
-            str(row["method"]),
-            f"{row['score']:.4g}",
-            str(row["threshold"]),
-            mark,
+            f"{row['score']:.3g}",
+            f"{row['effect']:.3g}",
+            "[red]yes[/red]" if row["drifted"] else "no",
         )
     console.print(table)
-    share = float(result.metrics["drifted_share"] or 0.0)
+    m = result.metrics
     console.print(
-        f"drifted features: {result.metrics['drifted_features']} of {result.metrics['features']} "
-        f"(share {share:.2f}, limit {max_drift_share:.2f})"
-        + (f"; report: {out / 'drift_report.html'}" if out is not None else "")
+        f"drifted features: {m['drifted_features']} of {m['features']} (p <= {alpha:g} after Holm and "
+        f"effect >= {min_effect:g}; {m['reference_episodes']} vs {m['current_episodes']} episodes)"
+        + (f"; report: {out / 'drift_report.html'}" if out is not None else ""),
+        highlight=False,
     )
-    if share > max_drift_share:
+    if m["dataset_drift"]:
+        console.print("verdict: [red]drift[/red]")
         raise typer.Exit(1)
+    if result.inconclusive:
+        console.print(f"verdict: [magenta]inconclusive[/magenta]: {result.inconclusive}", highlight=False)
+        raise typer.Exit(1)
+    console.print("verdict: [green]no drift[/green]")
 
 
 def register(root: typer.Typer) -> None:

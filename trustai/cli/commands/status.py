@@ -26,7 +26,8 @@ def status(
     gate is blocked, 2 when RUN_DIR is not a governed run."""
     import json
 
-    from trustai.cli.status import print_status, run_status
+    from trustai.cli.status import print_status
+    from trustai.reports.run_status import run_status
 
     found = run_status(run_dir)
     if as_json:

@@ -2,7 +2,8 @@
 
 Training is never stopped by the gate: once LeRobot's ``train()`` has returned (and the audits still
 running have drained into the ledger), the command prints the verdict table read from the ledger and
-exits 1 when the released checkpoint's gate is blocked (``trustai.cli.status``), unless ``--no-gate``."""
+exits 1 when the released checkpoint's gate is blocked (``trustai.reports.run_status``), unless
+``--no-gate``."""
 
 import os
 from pathlib import Path
@@ -23,13 +24,26 @@ def train(
         Path | None,
         typer.Option(help="private signing key (default: $TRUSTAI_HOME's, else ~/.config/trustai's)"),
     ] = None,
-    runtime: Annotated[str, typer.Option(help="where checkpoint audits run: inline or ray")] = "inline",
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="where data, checkpoint and release audits run: process (the default: local low-priority "
+            "worker processes, beside the training loop), ray, or inline (in the loop's time)"
+        ),
+    ] = None,
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     ] = None,
     no_gate: Annotated[
         bool, typer.Option("--no-gate", help="exit 0 when the gate is blocked (the verdict is still shown)")
     ] = False,
+    track: Annotated[
+        str | None,
+        typer.Option(
+            help="send findings, gates and card digests to experiment trackers: wandb (LeRobot's W&B run: "
+            "add --wandb.enable=true), mlflow (MLFLOW_TRACKING_URI), or both: wandb,mlflow"
+        ),
+    ] = None,
 ) -> None:
     """Run LeRobot's trainer under governance: trustai train --pack PACK -- <lerobot-train flags>.
     Ends with the verdict per checkpoint; exit 1 when the released checkpoint's gate is blocked."""
@@ -41,10 +55,16 @@ def train(
     # Imported once the input is known good: LeRobot and torch take seconds to import.
     from trustai.audits.privacy.dp_budget import PrivacyBudgetExhausted
     from trustai.training_hooks.lerobot_train import governed_train
+    from trustai.training_hooks.trackers import parse_trackers
 
     try:
         run_dir = governed_train(
-            list(ctx.args), loaded, signing_key, runtime=runtime, ray_address=ray_address
+            list(ctx.args),
+            loaded,
+            signing_key,
+            ray_address=ray_address,
+            trackers=parse_trackers(track),
+            **({"runtime": runtime} if runtime is not None else {}),
         )
     except PrivacyBudgetExhausted as stop:  # a clean stop: final checkpoint sealed, ledger complete
         console.print(f"[red]training stopped[/red]: {stop}", highlight=False)
@@ -52,7 +72,8 @@ def train(
     console.print(f"governed run: {run_dir}  (ledger: {ledger_path(run_dir)})")
     if os.environ.get("RANK", "0") != "0":  # under `accelerate launch` the main process alone gates
         return
-    from trustai.cli.status import print_verdict, run_status
+    from trustai.cli.status import print_verdict
+    from trustai.reports.run_status import run_status
 
     verdict = run_status(run_dir)
     print_verdict(console, verdict)
