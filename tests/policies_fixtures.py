@@ -195,8 +195,23 @@ def tiny_pi05(tokenizer: Path, features: dict[str, PolicyFeature] | None = None)
 
     ``tokenizer`` is a folder from ``write_tiny_tokenizer``; it replaces the hub PaliGemma tokenizer.
     """
+    return tiny_paligemma_policy(
+        PI05Config, modeling_pi05.PI05Policy, processor_pi05, tokenizer, features, tokenizer_max_length=32
+    )
+
+
+def tiny_paligemma_policy(
+    config_class: Any,
+    policy_class: Any,
+    processor_module: Any,
+    tokenizer: Path,
+    features: dict[str, PolicyFeature] | None,
+    tokenizer_max_length: int,
+) -> Built:
+    """A π0-family policy (π0, π0.5) with the tiny Gemma/SigLIP sizes of ``tiny_pi05_architecture``,
+    32×32 images, chunks of 5 and 2 Euler steps, whose processors tokenise with ``tokenizer``."""
     torch.manual_seed(0)
-    config = PI05Config(
+    config = config_class(
         **_split(features or policy_features()),
         device="cpu",
         chunk_size=5,
@@ -205,15 +220,15 @@ def tiny_pi05(tokenizer: Path, features: dict[str, PolicyFeature] | None = None)
         max_action_dim=16,
         num_inference_steps=2,
         image_resolution=(32, 32),
-        tokenizer_max_length=32,
+        tokenizer_max_length=tokenizer_max_length,
     )
     with tiny_pi05_architecture():
-        policy = modeling_pi05.PI05Policy(config)
+        policy = policy_class(config)
 
     def local_tokenizer(**kwargs: Any) -> TokenizerProcessorStep:
         return TokenizerProcessorStep(**{**kwargs, "tokenizer_name": str(tokenizer)})
 
-    with mock.patch.object(processor_pi05, "TokenizerProcessorStep", local_tokenizer):
+    with mock.patch.object(processor_module, "TokenizerProcessorStep", local_tokenizer):
         return _with_processors(policy)
 
 

@@ -19,7 +19,6 @@ and tiny real SmolVLA, GR00T N1.7 and π0 policies built on them for the dataset
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 from lerobot.configs import PolicyFeature
@@ -30,7 +29,7 @@ from tests.policies_fixtures import (
     _split,
     _with_processors,
     policy_features,
-    tiny_pi05_architecture,
+    tiny_paligemma_policy,
 )
 
 # Words of every task the tests and the synthetic datasets use; anything else maps to <unk>.
@@ -280,29 +279,9 @@ def tiny_groot(base: Path, qwen: Path, features: dict[str, PolicyFeature] | None
 def tiny_pi0(tokenizer: Path, features: dict[str, PolicyFeature] | None = None) -> Built:
     """π0 with the tiny Gemma/SigLIP sizes of ``tiny_pi05_architecture`` (keep it active while
     building and loading), 32×32 images, chunks of 5, 2 Euler steps, tokenising with ``tokenizer``."""
-    from unittest import mock
-
     from lerobot.policies.pi0 import modeling_pi0, processor_pi0
     from lerobot.policies.pi0.configuration_pi0 import PI0Config
-    from lerobot.processor import TokenizerProcessorStep
 
-    torch.manual_seed(0)
-    config = PI0Config(
-        **_split(features or policy_features()),
-        device="cpu",
-        chunk_size=5,
-        n_action_steps=5,
-        max_state_dim=16,
-        max_action_dim=16,
-        num_inference_steps=2,
-        image_resolution=(32, 32),
-        tokenizer_max_length=16,
+    return tiny_paligemma_policy(
+        PI0Config, modeling_pi0.PI0Policy, processor_pi0, tokenizer, features, tokenizer_max_length=16
     )
-    with tiny_pi05_architecture():
-        policy = modeling_pi0.PI0Policy(config)
-
-    def local_tokenizer(**kwargs: Any) -> TokenizerProcessorStep:
-        return TokenizerProcessorStep(**{**kwargs, "tokenizer_name": str(tokenizer)})
-
-    with mock.patch.object(processor_pi0, "TokenizerProcessorStep", local_tokenizer):
-        return _with_processors(policy)
