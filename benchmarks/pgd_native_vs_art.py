@@ -45,7 +45,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
-    from trustai.audits.robustness.attacks import CameraActions, sweep_art, sweep_native
+    from trustai.audits.robustness.attacks import InputActions, sweep_art, sweep_native
 
     from benchmarks.tiny_policy import CAMERAS, act_with_frames
     from trustai.lerobot.frame_policy import FramePolicy
@@ -53,17 +53,23 @@ def main() -> None:
     adapter, frames, action = act_with_frames(
         Path(tempfile.mkdtemp(prefix="trustai-bench-pgd-")), args.frames
     )
-    model = CameraActions(FramePolicy(adapter, frames), list(CAMERAS), action.std)
+    model = InputActions(FramePolicy(adapter, frames), list(CAMERAS), action.std)
     rows = len(args.epsilons) * model.rows
+
+    def budgets(epsilons: list[float]) -> torch.Tensor:
+        return torch.stack([model.budget(CAMERAS, eps) for eps in epsilons])
+
     runs = {
         f"sweep of {len(args.epsilons)} ε": {
             "native": lambda: sweep_native(
-                model, args.epsilons, args.steps, args.step_fraction, max_rows=rows
+                model, budgets(args.epsilons), args.steps, args.step_fraction, max_rows=rows
             ),
             "art": lambda: sweep_art(model, args.epsilons, args.steps, args.step_fraction, "pgd"),
         },
         f"single ε = {args.epsilons[-1] * 255:g}/255": {
-            "native": lambda: sweep_native(model, args.epsilons[-1:], args.steps, args.step_fraction, rows),
+            "native": lambda: sweep_native(
+                model, budgets(args.epsilons[-1:]), args.steps, args.step_fraction, rows
+            ),
             "art": lambda: sweep_art(model, args.epsilons[-1:], args.steps, args.step_fraction, "pgd"),
         },
     }

@@ -14,10 +14,12 @@ from trustai.lerobot.synthetic import make_synthetic_dataset
 CAMERAS = ("observation.images.top", "observation.images.wrist")
 
 
-def act_with_frames(folder: Path, frames: int) -> tuple[PolicyAdapter, Batch, FeatureStats]:
-    """The policy, ``frames`` held-out frames and the dataset's action statistics."""
+def act_with_frames(
+    folder: Path, frames: int, device: str = "cpu"
+) -> tuple[PolicyAdapter, Batch, FeatureStats]:
+    """The policy (on ``device``), ``frames`` held-out frames and the dataset's action statistics."""
     root = make_synthetic_dataset(folder / "dataset", cameras=CAMERAS, image_size=(64, 64), episodes=2)
-    policy, preprocessor, postprocessor = tiny_act(root, dim_model=64)
+    policy, preprocessor, postprocessor = tiny_act(root, dim_model=64, device=device)
     adapter = PolicyAdapter(policy.eval(), preprocessor, postprocessor)
     ctx = AuditContext(stage=Stage.CHECKPOINT, artifact_dir=folder, policy=adapter, dataset=root)
     _, batch = held_out_batch(ctx, FrameParams(frames=frames))

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trustai.reports.document import Cite, Content, Fact, Table, cell
 from trustai.reports.findings import sentence
@@ -16,8 +17,10 @@ from trustai.reports.model import RunEvidence
 from trustai.reports.verdict import ReportGate
 from trustai.reports.views import latest_of_each_check
 
+from trustai.attest.card import FingerprintState, training_fingerprint
 from trustai.core.ledger import Record
 from trustai.core.records import RecordKind
+from trustai.lerobot.dataset_digests import VERIFYING_AUDIT
 
 # Packages whose versions characterise the software a policy was developed with (Annex IV 1(c)).
 _KEY_PACKAGES = (
@@ -173,16 +176,46 @@ def compute(ctx: Ctx) -> Content:
 
 
 def dataset(ctx: Ctx) -> Content:
-    """The training data set's identity and content fingerprint."""
+    """The training data set's identity and content fingerprint: the one the run recorded at start-up,
+    else (pending at start-up: large files not read before training) the one the data stage's
+    ``provenance.dataset`` check verified by reading every byte, citing that evidence; else, in words,
+    that it is still pending or was not verified."""
     data = ctx.run.manifest.get("dataset") or {}
     if not data:
         return Content()
-    return Content(
-        facts=[
-            Fact("Training data set", cell(data.get("id")), cites=ctx.start),
-            Fact("Data set fingerprint (content sha256)", cell(data.get("fingerprint")), cites=ctx.start),
-        ]
-    )
+    found = training_fingerprint(ctx.run.manifest, ctx.run.start, ctx.run.items, VERIFYING_AUDIT)
+    checked = [Cite.of(found.evidence)] if found.evidence else []
+    label = "Data set fingerprint (content sha256)"
+    facts = [Fact("Training data set", cell(data.get("id")), cites=ctx.start)]
+    if found.state == FingerprintState.VERIFIED:
+        facts.append(Fact(label, str(found.value), cites=checked))
+        facts.append(
+            Fact(
+                "Fingerprint verified by",
+                f"{VERIFYING_AUDIT} (data stage) re-read every byte and confirmed the digests claimed at "
+                f"start-up, when {_pending(data)} not been read",
+                cites=[*checked, *ctx.start],
+            )
+        )
+    elif found.state == FingerprintState.PENDING:
+        text = (
+            f"pending: {_pending(data)} not been read at start-up, and no {VERIFYING_AUDIT} evidence "
+            "has verified it yet"
+        )
+        facts.append(Fact(label, text, cites=ctx.start))
+    elif found.state == FingerprintState.UNCONFIRMED:
+        text = f"not verified: {VERIFYING_AUDIT} did not confirm the digests claimed at start-up"
+        facts.append(Fact(label, text, cites=[*checked, *ctx.start]))
+    else:
+        facts.append(Fact(label, cell(found.value), cites=ctx.start))
+    return Content(facts=facts)
+
+
+def _pending(data: dict[str, Any]) -> str:
+    """How many of the data set's files the run manifest says were pending at start-up, as words."""
+    digests = data.get("digests") or {}
+    pending, files = (digests.get("sources") or {}).get("pending"), len(digests.get("files") or [])
+    return f"{pending} of {files} files had" if pending and files else "some files had"
 
 
 def method(ctx: Ctx) -> Content:

@@ -76,7 +76,7 @@ def built(
         "pi0": lambda: tiny_pi0(tokenizer),
         "pi05": lambda: tiny_pi05(tokenizer),
         "smolvla": lambda: tiny_smolvla(backbones["smolvlm"]),
-        "groot": lambda: tiny_groot(backbones["groot"], backbones["qwen3vl"]),
+        "groot": lambda: tiny_groot(backbones["groot"]),
     }
     return builders[request.param]()
 
@@ -339,7 +339,7 @@ def smolvla_checkpoint(backbones: dict[str, Path], tmp_path_factory: pytest.Temp
 
 @pytest.fixture(scope="module")
 def groot_checkpoint(backbones: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    built = tiny_groot(backbones["groot"], backbones["qwen3vl"])
+    built = tiny_groot(backbones["groot"])
     return save_checkpoint(built, tmp_path_factory.mktemp("groot"))
 
 

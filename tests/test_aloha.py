@@ -1,15 +1,18 @@
 """Bimanual ALOHA end to end: a two-camera, 14-dof dataset recorded from gym-aloha's MuJoCo scene
-(LeRobot video), `trustai train` of a tiny ACT under a pack with every checkpoint audit and the
-closed-loop audit in the ALOHA simulator, a signed card that verifies; and the simulator's world changes
-(camera viewpoint, lighting, object position) really change what the policy sees."""
+(LeRobot video), `trustai train` of a tiny ACT under the shipped `aloha-simulation` pack (closed loop
+in the ALOHA simulator, open-loop corruptions; shrunk to a test's size) with every other audit added,
+a signed card that verifies; and the simulator's world changes (camera viewpoint, lighting, object
+position) really change what the policy sees."""
 
 import json
 import sys
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from gym_aloha.constants import ACTIONS, JOINTS, START_ARM_POSE
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from trustai.audits.robustness import ClosedLoop, ClosedLoopParams
@@ -26,45 +29,45 @@ CAMERAS = {"observation.images.top": "top", "observation.images.angle": "angle"}
 SIZE = (48, 64)  # ALOHA's 480×640 aspect
 EPISODES, FRAMES = 3, 12
 INSTRUCTION = SCENARIOS["transfer_cube"][2]
-CLOSED_LOOP = ["clean", "camera_viewpoint_s5", "lighting_s5", "object_position_s5", "state_noise_s5"]
-
-PACK = """
-name: aloha-every-audit
-checks:
-  - {id: quality, audit: data.quality, stage: data, params: {max_frames_for_images: 6}}
-  - {id: datasheet, audit: data.datasheet, stage: data}
-  - {id: personal-data, audit: privacy.pii, stage: data, params: {max_frames: 6}}
-  - {id: health, audit: train.health, stage: train}
-  - {id: provenance, audit: provenance.manifest, stage: checkpoint}
-  - id: corruptions
-    audit: robustness.corruptions
-    stage: checkpoint
-    params: {frames: 2, severities: [5], corruptions: [occlusion, state_noise], loss: false}
-  - id: adversarial
-    audit: robustness.adversarial
-    stage: checkpoint
-    params: {frames: 2, steps: 2, epsilons: [0.0, 0.03]}
-  - id: explanations
-    audit: explainability.attributions
-    stage: checkpoint
-    params: {frames: 2, methods: [saliency], heatmap_frames: 1, deletion_fractions: [0.2]}
-  - {id: parity, audit: fairness.group_parity, stage: checkpoint, params: {min_group_size: 1}}
-  - {id: membership, audit: privacy.membership_inference, stage: checkpoint, params: {max_samples: 8}}
-  - id: closed-loop
-    audit: robustness.closed_loop
-    stage: checkpoint
-    params:
-      simulator: aloha
-      episodes: 1
-      max_steps: 6
-      perturbations:
-        - {scene: camera_viewpoint, severity: 5}
-        - {scene: lighting, severity: 5}
-        - {scene: object_position, severity: 5}
-        - {corruption: state_noise, severity: 5}
-    thresholds:
-      success_rate_drop: {max: 0.2}
+CLOSED_LOOP = ["clean", "camera_viewpoint_s3", "lighting_s3", "gaussian_noise_s3", "state_noise_s3"]
+# The shipped pack's checks at a test's size; a check the pack gains must be sized here too.
+SHRUNK = {
+    "closed-loop-robustness": {"episodes": 1, "max_steps": 6},
+    "robustness-corruptions": {
+        "frames": 2,
+        "severities": [5],
+        "corruptions": ["occlusion", "state_noise"],
+        "loss": False,
+    },
+}
+EVERY_OTHER_AUDIT = """
+- {id: quality, audit: data.quality, stage: data, params: {max_frames_for_images: 6}}
+- {id: datasheet, audit: data.datasheet, stage: data}
+- {id: personal-data, audit: privacy.pii, stage: data, params: {max_frames: 6}}
+- {id: health, audit: train.health, stage: train}
+- {id: provenance, audit: provenance.manifest, stage: checkpoint}
+- id: adversarial
+  audit: robustness.adversarial
+  stage: checkpoint
+  params: {frames: 2, steps: 2, epsilons: [0.0, 0.03]}
+- id: explanations
+  audit: explainability.attributions
+  stage: checkpoint
+  params: {frames: 2, methods: [saliency], heatmap_frames: 1, deletion_fractions: [0.2]}
+- {id: parity, audit: fairness.group_parity, stage: checkpoint, params: {min_group_size: 1}}
+- {id: membership, audit: privacy.membership_inference, stage: checkpoint, params: {max_samples: 8}}
 """
+
+
+def aloha_pack() -> str:
+    """The shipped ``aloha-simulation`` pack with its checks shrunk to a test's size (``SHRUNK``: fewer
+    episodes, steps, frames, severities and corruptions; ids, perturbations, thresholds, severities and
+    references as shipped) and every other audit added."""
+    pack = yaml.safe_load((resources.files("trustai.policies") / "aloha-simulation.yaml").read_text())
+    for check in pack["checks"]:
+        check["params"].update(SHRUNK[check["id"]])
+    pack["checks"] += yaml.safe_load(EVERY_OTHER_AUDIT)
+    return yaml.safe_dump(pack, sort_keys=False)
 
 
 def scripted_targets(episode: int, frames: int) -> np.ndarray:
@@ -115,7 +118,7 @@ def governed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("aloha")
     dataset = record_aloha(tmp / "dataset")
     generate_keypair(tmp / "k.pem", tmp / "k.pub")
-    (tmp / "pack.yaml").write_text(PACK)
+    (tmp / "pack.yaml").write_text(aloha_pack())
     flags = [
         "--dataset.repo_id=trustai/aloha",
         f"--dataset.root={dataset}",
@@ -175,13 +178,13 @@ def test_the_recorded_dataset_is_bimanual_multi_camera_video(governed: dict[str,
 
 def test_every_audit_measured_the_aloha_checkpoint_and_the_card_verifies(governed: dict[str, Path]) -> None:
     evidence = latest(governed["run"], "evidence")
-    expected = {"quality", "datasheet", "personal-data", "health", "provenance", "corruptions"}
-    expected |= {"adversarial", "explanations", "parity", "membership", "closed-loop"}
+    expected = {"quality", "datasheet", "personal-data", "health", "provenance", "robustness-corruptions"}
+    expected |= {"adversarial", "explanations", "parity", "membership", "closed-loop-robustness"}
     assert set(evidence) == expected
     assert {check: e["error"] for check, e in evidence.items() if e["error"]} == {}
     attributed = {row["input"] for row in evidence["explanations"]["tables"]["shares"]}
     assert {"top", "angle", "state"} <= attributed
-    corrupted = {row["input"] for row in evidence["corruptions"]["tables"]["corruptions"]}
+    corrupted = {row["input"] for row in evidence["robustness-corruptions"]["tables"]["corruptions"]}
     assert corrupted == {"top", "angle", "state"}
     model = governed["run"] / "checkpoints" / "000002" / "pretrained_model"
     assert run_cli(["trustai", "verify", str(model), "--public-key", str(governed["public"])]) == 0
@@ -190,15 +193,15 @@ def test_every_audit_measured_the_aloha_checkpoint_and_the_card_verifies(governe
 def test_the_closed_loop_in_aloha_is_inconclusive_for_a_policy_that_never_succeeds(
     governed: dict[str, Path],
 ) -> None:
-    evidence = latest(governed["run"], "evidence")["closed-loop"]
-    finding = latest(governed["run"], "finding")["closed-loop"]
+    evidence = latest(governed["run"], "evidence")["closed-loop-robustness"]
+    finding = latest(governed["run"], "finding")["closed-loop-robustness"]
     rollouts = evidence["tables"]["rollouts"]
     assert [r["condition"] for r in rollouts] == CLOSED_LOOP
     assert all(r["steps"] == 6 and r["instruction"] == INSTRUCTION for r in rollouts)
     for condition in CLOSED_LOOP:
         assert evidence["metrics"][f"success_rate_{condition}"] == 0.0
         assert 0 <= evidence["metrics"][f"mean_max_reward_{condition}"] <= 1
-    assert evidence["metrics"]["success_rate_drop_lighting_s5"] == 0.0
+    assert evidence["metrics"]["success_rate_drop_lighting_s3"] == 0.0
     assert finding["status"] == "inconclusive"
     assert "below min_clean_success" in finding["message"]
 

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.forgery import Entry, entries, rechain, trustai_here
-from tests.reliability.runs import CORE_PACK, core_pack, governed_run
+from tests.reliability.runs import CORE_PACK, core_pack, governed_run, open_ledger_for_edit
 from trustai.attest.anchor import AnchorSigner
 from trustai.attest.keys import generate_keypair
+from trustai.attest.verify import verify_checkpoint, verify_ledger
 from trustai.core.canonical import digest
 from trustai.core.evidence import Stage
-from trustai.core.ledger import Ledger
-from trustai.core.records import CardRecord, RecordKind
+from trustai.core.ledger import ChainWalk, Ledger
+from trustai.core.records import CardRecord, RecordKind, StageEvent
 from trustai.core.run_record import RunLedger
 from trustai.governance import Governance
 from trustai.lerobot.synthetic import make_synthetic_dataset
@@ -350,3 +351,88 @@ def test_a_separate_folder_naming_the_genuine_checkpoints_is_refused(
     fake_relative = tmp_path / "fake-relative"
     _forged_ledger(fake_relative, {f"../run/{RELEASE}": run_dir / RELEASE})
     assert_refused(fake_relative, run["pub"], tmp_path, "outside the run (refused, not read)")
+
+
+# -- 4: a run verified once, and again after every change --------------------------------------------
+
+
+def _walked_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, how many ledger rows each walk of the hash chain re-hashes."""
+    walked: list[int] = []
+    extend = ChainWalk.extend
+
+    def counted(self: ChainWalk, rows: list[tuple]) -> None:
+        walked.append(len(rows))
+        extend(self, rows)
+
+    monkeypatch.setattr(ChainWalk, "extend", counted)
+    return walked
+
+
+def _append_sealed_stage(run_dir: Path, key: Path) -> None:
+    """What a live run does next: a stage record, then a signed anchor over it."""
+    with Ledger(ledger_of(run_dir)) as ledger:
+        ledger.append(RecordKind.STAGE, StageEvent(stage=Stage.MONITOR, step=5), stage="monitor")
+        run_id = RunLedger.read(ledger).run_id
+        assert run_id is not None
+        ledger.append_on_head(RecordKind.ANCHOR, lambda head: AnchorSigner(key).anchor(run_id, head, "test"))
+
+
+def test_every_checkpoint_of_a_run_is_verified_with_one_walk_of_its_chain(
+    run: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verifying each checkpoint and the ledger (what a report and the dashboard do) hashes every record
+    once; after a live run appends, only the new records are hashed."""
+    run_dir = copy_run(run, tmp_path / "run")
+    records = len(RunLedger.load(ledger_of(run_dir)).records)
+    walked = _walked_rows(monkeypatch)
+    for folder in (EARLIER, RELEASE):
+        report = verify_checkpoint(run_dir / folder, run["pub"])
+        assert report.ok, [s.problems for s in report.steps]
+    assert verify_ledger(ledger_of(run_dir), run["pub"]).ok
+    assert sum(walked) == records
+    _append_sealed_stage(run_dir, run["key"])
+    assert verify_checkpoint(run_dir / RELEASE, run["pub"]).ok
+    assert verify_ledger(ledger_of(run_dir), run["pub"]).ok
+    assert sum(walked) == records + 2
+
+
+@pytest.mark.parametrize(
+    "edit", ["payload edited in place", "payload edited, then an append", "chain rewritten", "seq as reals"]
+)
+def test_a_ledger_edited_after_it_was_verified_fails_the_next_verification(
+    run: dict[str, Path], tmp_path: Path, edit: str
+) -> None:
+    """A walk is reused only for the very rows it walked: an edit between two verifications in one
+    process (a dashboard watching a run) fails the second, whether its head, its length or the records
+    after it changed or not, and even when every stored value still compares equal in Python."""
+    run_dir = copy_run(run, tmp_path / "run")
+    path = ledger_of(run_dir)
+    assert verify_checkpoint(run_dir / RELEASE, run["pub"]).ok
+    finding = next(r for r in RunLedger.load(path).records if r.kind == "finding")
+    if edit == "chain rewritten":
+        chain = entries(path)
+        chain[finding.seq - 1] = chain[finding.seq - 1].edit(message="rewritten")
+        rechain(path, chain)
+        expected = "the chain was rewritten"
+    else:
+        db = open_ledger_for_edit(path)
+        if edit == "seq as reals":  # the same rows, 1.0 == 1 in Python, but no sequence number
+            db.executescript(
+                "BEGIN; CREATE TABLE copied AS SELECT CAST(seq AS REAL) AS seq, ts, kind, stage, payload, "
+                "payload_sha256, prev_hash, hash FROM records; DROP TABLE records; "
+                "ALTER TABLE copied RENAME TO records; COMMIT;"
+            )
+            expected = "sequence number out of range"
+        else:
+            passing = json.dumps({**finding.payload, "status": "pass"})
+            db.execute("UPDATE records SET payload = ? WHERE seq = ?", (passing, finding.seq))
+            expected = f"record {finding.seq} (finding): payload was edited"
+        db.close()
+        if edit.endswith("append"):
+            _append_sealed_stage(run_dir, run["key"])
+    report = verify_checkpoint(run_dir / RELEASE, run["pub"])
+    problems = [p for step in report.steps for p in step.problems]
+    assert not report.ok and any(expected in p for p in problems), problems
+    verdict = verify_ledger(path, run["pub"])
+    assert any(expected in p for p in verdict.problems), verdict.problems

@@ -26,7 +26,6 @@ from rich.progress import Progress
 from trustai.training_hooks.lerobot_train import governed_train
 
 from tests.reliability.forgery import nudge_weights
-from trustai import layout
 from trustai.attest.keys import generate_keypair
 from trustai.attest.signing import sign_folder
 from trustai.attest.verify import verify_checkpoint
@@ -110,12 +109,8 @@ def trustai(
 
 
 def copy_run(run: dict[str, Path], dest: Path) -> Path:
-    """A copy of the run folder (without training state); returns the copied checkpoint. The copy's
-    ledger has been read once: SQLite leaves its -wal/-shm side files after any read of a WAL database,
-    so a 'nothing was written' snapshot taken now is not disturbed by a command that only reads it,
-    while any write (or a writer's close, which removes them) still shows."""
+    """A copy of the run folder (without training state); returns the copied checkpoint."""
     shutil.copytree(run["run"], dest, ignore=shutil.ignore_patterns("training_state"), symlinks=True)
-    Ledger(layout.ledger_path(dest), create=False).close()
     return dest / "checkpoints" / "000004"
 
 

@@ -1,7 +1,10 @@
 """Start-up fingerprints from claimed digests (hub cache, per-user digest cache) and the full re-hash
-that checks them off the training path: a wrong claim is a `fail` finding, never a pass."""
+that checks them off the training path: a wrong claim is a `fail` finding, never a pass. A cold start
+(a large file pending) through Ray Train's callback: the datasheet names the check that verifies the
+fingerprint, and the card states the verified fingerprint, or says it is pending."""
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -183,3 +186,169 @@ def test_without_a_verifying_check_every_byte_is_read_at_start(dataset, tmp_path
     claimed = governance.claim_dataset(dataset)
     assert set(sources(claimed).values()) == {"hashed"}
     assert claimed.fingerprint == dataset_fingerprint(dataset)
+
+
+VERIFYING_PACK = (
+    INTEGRITY_PACK
+    + """  - {id: datasheet, audit: data.datasheet, stage: data, params: {audits: []}, severity: info}
+  - {id: provenance, audit: provenance.manifest, stage: checkpoint, severity: warn}
+"""
+)
+
+
+def tiny_model(folder: Path) -> Path:
+    """A model folder to seal: a config and a weights file."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"type": "act"}\n')
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 16)
+    return folder
+
+
+@pytest.fixture
+def cold(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The dataset with a sparse 3 MiB file no digest source knows (an empty digest cache)."""
+    monkeypatch.setenv("TRUSTAI_CACHE_DIR", str(tmp_path / "user-cache"))
+    (dataset / PADDING).unlink()
+    with open(dataset / PADDING, "wb") as sparse:
+        sparse.truncate(3 << 20)
+    return dataset
+
+
+def test_ray_train_starts_without_reading_a_large_file_and_its_card_carries_the_verified_fingerprint(
+    cold, tmp_path
+):
+    """Ray Train's callback claims digests as `trustai train` does: the large file is `pending` in the
+    manifest, the data stage's provenance.dataset verifies it, the datasheet names that check instead
+    of re-reading, and the signed card states the verified fingerprint, citing that evidence."""
+    import ray.train
+    from trustai.training_hooks.ray_train import GovernanceCallback
+
+    from trustai.attest.keys import generate_keypair
+    from trustai.attest.verify import verify_checkpoint
+
+    generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub")
+    (tmp_path / "pack.yaml").write_text(VERIFYING_PACK)
+    run_dir = tmp_path / "run"
+    callback = GovernanceCallback(
+        run_dir, str(tmp_path / "pack.yaml"), signing_key=tmp_path / "k.pem", dataset_root=cold
+    )
+    model = tiny_model(tmp_path / "ray" / "checkpoint_000000" / "pretrained_model")
+    callback.after_report(None, [{"loss": 1.0, "step": 2}], ray.train.Checkpoint.from_directory(model.parent))
+    governance = callback._governance()
+    try:
+        [start] = governance.ledger.records(RecordKind.RUN_START)
+        evidence = {r.payload["audit"]: r for r in governance.ledger.records(RecordKind.EVIDENCE)}
+        assert governance.ledger.records(RecordKind.HOOK_ERROR) == []
+    finally:
+        governance.close()
+    recorded = start.payload["manifest"]["dataset"]
+    files = {path: (sha, source) for path, _, sha, source in recorded["digests"]["files"]}
+    assert files[PADDING] == (None, "pending") and recorded["fingerprint"] is None
+    truth = dataset_fingerprint(cold)
+    verified = evidence["provenance.dataset"]
+    assert verified.payload["tables"]["fingerprint"] == [{"claimed": None, "verified": truth}]
+
+    sheet = run_dir / "trustai" / "artifacts" / "data-0-datasheet" / "datasheet.md"
+    answer = sheet.read_text().split("How can a copy be checked")[1]
+    assert "pending when this datasheet was written (1 of" in answer and "provenance.dataset" in answer
+    assert truth not in answer
+
+    card = json.loads((model / "trustai" / "card.json").read_text())
+    assert card["training_data"]["fingerprint"] == truth
+    assert card["training_data"]["fingerprint_record"] == verified.cite()
+    assert f"fingerprint `{truth}` (ledger record {verified.seq})" in (model / "README.md").read_text()
+    assert verify_checkpoint(model, tmp_path / "k.pub").ok
+
+
+def test_a_card_sealed_before_the_data_stage_says_the_fingerprint_is_pending(cold, tmp_path):
+    governance = Governance(tmp_path / "run", parse_pack(VERIFYING_PACK, "verifying.yaml"))
+    try:
+        manifest = governance.training_manifest(cold, "ds", train_config={"steps": 2}, seed=0)
+        governance.start(manifest)
+        model = tiny_model(tmp_path / "run" / "checkpoints" / "000002" / "pretrained_model")
+        card = json.loads(governance.seal(model, step=2).read_text())
+    finally:
+        governance.close()
+    assert manifest["dataset"]["digests"]["sources"]["pending"] == 1
+    assert card["training_data"]["fingerprint"] == "pending: verified by provenance.dataset"
+    assert "fingerprint `pending: verified by provenance.dataset`" in (model / "README.md").read_text()
+
+
+# -- the verified fingerprint in reports and monitoring --------------------------------------------------
+
+FINGERPRINT = "Data set fingerprint (content sha256)"
+MONITORED_PACK = INTEGRITY_PACK + (
+    "  - {id: field-quality, audit: data.quality, stage: monitor, severity: warn}\n"
+)
+
+
+def cold_run(dataset: Path, run_dir: Path, *, verified: bool) -> Path:
+    """A run started on ``dataset`` as the training hooks start one (a large file pending), its data stage
+    run when ``verified``, and a checkpoint sealed at step 2."""
+    governance = Governance(run_dir, parse_pack(MONITORED_PACK, "monitored.yaml"))
+    try:
+        config = {"dataset": {"repo_id": "ds", "root": str(dataset)}}
+        manifest = governance.training_manifest(dataset, "ds", train_config=config, seed=0)
+        assert manifest["dataset"]["fingerprint"] is None
+        governance.start(manifest)
+        if verified:
+            governance.run_stage(Stage.DATA, step=0, dataset=dataset, manifest=manifest)
+        governance.seal(tiny_model(run_dir / "checkpoints" / "000002" / "pretrained_model"), step=2)
+        found = [r for r in governance.ledger.records(RecordKind.EVIDENCE) if r.payload["stage"] == "data"]
+    finally:
+        governance.close()
+    assert [r.payload["audit"] for r in found] == (["provenance.dataset"] if verified else [])
+    return run_dir
+
+
+def dataset_check(run_dir: Path):
+    """The run's provenance.dataset evidence record."""
+    from trustai.core.run_record import RunLedger
+
+    run = RunLedger.load(run_dir / "trustai" / "ledger.sqlite")
+    [item] = [i for i in run.evidence if i.payload["audit"] == "provenance.dataset"]
+    return item.record
+
+
+def test_a_report_on_a_cold_start_states_the_verified_fingerprint_and_the_record_that_verified_it(
+    cold, tmp_path
+):
+    from trustai.reports.build import build_report
+
+    def facts(run_dir: Path) -> dict:
+        doc = build_report(run_dir, "eu-ai-act")
+        return {f.label: f for s in doc.sections for f in s.content.facts}
+
+    pending = facts(cold_run(cold, tmp_path / "pending", verified=False))  # before the cache knows it
+    assert pending[FINGERPRINT].value.startswith("pending: 1 of ")
+    assert "no provenance.dataset evidence has verified it yet" in pending[FINGERPRINT].value
+    assert "Fingerprint verified by" not in pending
+
+    run_dir = cold_run(cold, tmp_path / "run", verified=True)
+    verified, stated = dataset_check(run_dir), facts(run_dir)
+    assert stated[FINGERPRINT].value == dataset_fingerprint(cold)
+    assert [c.seq for c in stated[FINGERPRINT].cites] == [verified.seq]
+    assert stated["Fingerprint verified by"].value.startswith("provenance.dataset (data stage) re-read")
+    assert stated["Fingerprint verified by"].cites[0].hash == verified.hash
+
+
+def test_monitoring_a_cold_start_compares_the_training_data_with_the_verified_fingerprint(
+    cold, tmp_path, monkeypatch
+):
+    from trustai.cli.monitor import monitor_run
+    from trustai.errors import TrustaiUserError
+
+    monkeypatch.setenv("TRUSTAI_HOME", str(tmp_path / "home"))  # no default key: the runs stay unanchored
+    current = Path(shutil.copytree(cold, tmp_path / "field"))
+    unverified = monitor_run(cold_run(cold, tmp_path / "pending", verified=False), current)
+    reason = "pending at start-up and no provenance.dataset evidence verified it"
+    assert unverified.reference.status == "inconclusive" and reason in unverified.reference.message
+
+    run_dir = cold_run(cold, tmp_path / "run", verified=True)
+    done = monitor_run(run_dir, current)
+    assert done.reference.status == "pass" and done.reference.record == dataset_check(run_dir)
+    assert [f.check_id for f in done.findings] == ["field-quality"]
+    with open(cold / PADDING, "r+b") as padding:
+        padding.write(b"changed")  # the training data changed since the run, in the file read only later
+    with pytest.raises(TrustaiUserError, match=r"changed since the run.*verified by provenance\.dataset"):
+        monitor_run(run_dir, current)

@@ -1,12 +1,16 @@
+import hashlib
 import math
 import sqlite3
+import subprocess
+import sys
+from contextlib import closing
 
 import pytest
 from pydantic import ValidationError
 
 from trustai.core.canonical import canonical_json
 from trustai.core.evidence import Evidence, Finding, Severity, Stage, Status, ThresholdResult
-from trustai.core.ledger import Ledger
+from trustai.core.ledger import ChainWalk, Ledger
 from trustai.core.records import (
     CardRecord,
     FindingRecord,
@@ -97,6 +101,92 @@ def test_corrupt_file_is_reported_not_raised(tmp_path):
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(TrustaiUserError, match="not a readable SQLite"):
         Ledger(path, create=False).verify()
+
+
+def test_a_chain_walked_in_pieces_names_what_one_walk_names(ledger):
+    """A walk extended by the rows appended since (how a live run is verified again) says exactly what
+    walking every row at once says, wherever the cut falls, on a chain with an edit and a gap."""
+    db = raw(ledger)
+    db.execute("""UPDATE records SET payload = '{"edited":1}' WHERE seq = 2""")
+    db.execute("DELETE FROM records WHERE seq = 4")
+    whole = ledger.verify()
+    assert len(whole.problems) >= 2, whole.problems
+    rows = ledger.stored_rows()
+    for cut in range(len(rows) + 1):
+        walk = ChainWalk()
+        walk.extend(rows[:cut])
+        extended = walk.copy()
+        extended.extend(rows[cut:])
+        assert extended.report(ledger.path) == whole
+        assert [r.seq for r in extended.records] == [r.seq for r in ledger.records()]
+        assert len(walk.rows) == cut  # the copy was extended, not the walk it came from
+
+
+def _beside(path):
+    """The files in the ledger's folder: the ledger and whatever SQLite put next to it."""
+    return sorted(p.name for p in path.parent.iterdir())
+
+
+def _stage(led, step):
+    return led.append(RecordKind.STAGE, StageEvent(stage=Stage.DATA, step=step), stage="data")
+
+
+def test_a_closed_ledger_is_one_file_that_readers_add_nothing_to(tmp_path):
+    """While written the ledger is WAL (readers read beside the writer); once its writer closed it is a
+    plain database: a read-only open, read, verify and close, ours or SQLite's own, leave it alone."""
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as led:
+        _stage(led, 0)
+        with closing(sqlite3.connect(path)) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        with Ledger(path, create=False) as reader:  # a dashboard reading a live run
+            assert [r.seq for r in reader.records()] == [1]
+        _stage(led, 1)
+    assert _beside(path) == ["ledger.sqlite"]
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with Ledger(path, create=False) as reader:
+        assert [r.seq for r in reader.records()] == [1, 2] and reader.verify().ok
+    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT count(*) FROM records").fetchone() == (2,)
+    assert _beside(path) == ["ledger.sqlite"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_the_last_of_two_writers_to_close_makes_it_one_file(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    first, second = Ledger(path), Ledger(path)
+    _stage(first, 0)
+    first.close()  # the other writer still has it open: it stays WAL, and closing does not fail
+    _stage(second, 1)
+    second.close()
+    assert _beside(path) == ["ledger.sqlite"]
+    with Ledger(path, create=False) as reader:
+        assert [r.payload["step"] for r in reader.records()] == [0, 1] and reader.verify().ok
+
+
+CRASHING_WRITER = """
+import os, sys
+from trustai.core.evidence import Stage
+from trustai.core.ledger import Ledger
+from trustai.core.records import RecordKind, StageEvent
+led = Ledger(sys.argv[1])
+for step in range(3):
+    led.append(RecordKind.STAGE, StageEvent(stage=Stage.DATA, step=step), stage="data")
+os._exit(9)  # killed: never closed
+"""
+
+
+def test_a_crashed_writers_records_are_all_read_and_the_next_writer_folds_them_in(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(path)], check=False, timeout=120)
+    assert "ledger.sqlite-wal" in _beside(path)  # the committed records sit in the WAL it left
+    with Ledger(path, create=False) as reader:
+        assert [r.payload["step"] for r in reader.records()] == [0, 1, 2] and reader.verify().ok
+    with Ledger(path) as resumed:
+        _stage(resumed, 3)
+    assert _beside(path) == ["ledger.sqlite"]
+    with Ledger(path, create=False) as reader:
+        assert [r.payload["step"] for r in reader.records()] == [0, 1, 2, 3] and reader.verify().ok
 
 
 EVIDENCE = Evidence(

@@ -52,6 +52,7 @@ def test_factory_built_accelerator_is_governed_with_its_settings(setup, monkeypa
     tmp, dataset = setup
     built: list[Accelerator] = []
     plain_train = lerobot_train.train
+    plain_processors = lerobot_train.make_pre_post_processors
 
     def make_accelerator(cfg):  # LeRobot main's factory shape: settings come from the config
         accelerator = Accelerator(
@@ -71,7 +72,8 @@ def test_factory_built_accelerator_is_governed_with_its_settings(setup, monkeypa
     flags = demo_train_flags(dataset, tmp / "run", steps=4, save_freq=2)
     run_dir = governed_train(flags, parse_pack(PACK, "p.yaml"), tmp / "k.pem")
 
-    assert lerobot_train.make_accelerator is make_accelerator  # the hook point is given back
+    assert lerobot_train.make_accelerator is make_accelerator  # the hook points are given back
+    assert lerobot_train.make_pre_post_processors is plain_processors
     [accelerator] = built
     assert isinstance(accelerator, GovernedAccelerator)  # the factory's own object, adopted
     assert accelerator.gradient_accumulation_steps == 2

@@ -1,5 +1,6 @@
 """Robustness audits on real tiny ACT, Diffusion and π0.5 policies and a matching synthetic dataset:
-stronger corruptions move actions more, ε = 0 moves nothing, ART and native PGD agree, closed-loop
+stronger corruptions move actions more, ε = 0 moves nothing, ART and native PGD agree, each camera
+and the state are attacked alone (or said to be out of the gradient's reach), closed-loop
 rollouts in gym-pusht report rates, and mismatched or absent inputs become clear errors."""
 
 from collections.abc import Iterator
@@ -32,10 +33,11 @@ from tests.policies_fixtures import (
     write_tiny_tokenizer,
 )
 from trustai.core.audit import AuditContext
-from trustai.core.evidence import Stage
+from trustai.core.evidence import Stage, Status
 from trustai.errors import TrustaiUserError
 from trustai.lerobot.adapter import PolicyAdapter
 from trustai.packs import Check
+from trustai.packs.judging import judge
 from trustai.runtime.measure import measure_with_limit
 
 EPSILONS = [0.0, 2 / 255, 8 / 255]
@@ -89,7 +91,7 @@ def test_corruptions_grow_with_severity(adapter: PolicyAdapter, dataset: Path, t
 def test_adversarial_deviation_is_zero_at_zero_and_grows_with_epsilon(
     adapter: PolicyAdapter, dataset: Path, tmp_path: Path
 ) -> None:
-    params = AdversarialParams(frames=2, steps=2, epsilons=EPSILONS, threshold=1e-6)
+    params = AdversarialParams(frames=2, steps=2, epsilons=EPSILONS, threshold=1e-6, inputs=[])
     result = Adversarial().measure(context(tmp_path, policy=adapter, dataset=dataset), params)
 
     sweep = [row["mean_action_deviation"] for row in result.tables["sweep"]]
@@ -98,6 +100,51 @@ def test_adversarial_deviation_is_zero_at_zero_and_grows_with_epsilon(
     assert result.metrics["min_breaking_epsilon"] == pytest.approx(2 / 255)
     assert result.metrics["broken_within_sweep"] is True
     assert result.metrics["max_action_deviation"] == pytest.approx(sweep[2])
+
+
+STATE_EPSILONS = [0.0, 0.1, 0.5]
+
+
+def test_adversarial_attacks_each_input_alone_and_names_what_it_could_not(
+    dataset: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    params = dict(frames=2, steps=2, epsilons=[0.0, 8 / 255], state_epsilons=STATE_EPSILONS, threshold=1e-6)
+    act = PolicyAdapter(*tiny_act())
+    ctx = context(tmp_path_factory.mktemp("act"), policy=act, dataset=dataset)
+    result = Adversarial().measure(ctx, AdversarialParams(**params))
+
+    rows = {(r["input"], r["epsilon"]): r for r in result.tables["inputs"]}
+    assert {name for name, _ in rows} == {"top", "wrist", "state"}
+    assert rows["state", 0.5]["epsilon_unit"] == "L∞ state std"
+    state = [rows["state", e]["mean_action_deviation"] for e in STATE_EPSILONS]
+    assert state[0] == 0.0 and state[2] > state[1] > 0
+    assert result.metrics["min_breaking_epsilon_state"] == 0.1
+    assert result.metrics["action_deviation_at_max_epsilon_state"] == state[2]
+    for camera in ("top", "wrist"):
+        assert result.metrics[f"action_deviation_at_max_epsilon_{camera}"] > 0, camera
+    assert result.metrics["min_breaking_epsilon"] == 8 / 255 and result.inconclusive is None
+
+    # π0.5 reads its state as text tokens: no gradient reaches it, so it is reported unattacked and a
+    # threshold on it is inconclusive, never a pass.
+    tokenizer = write_tiny_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+    pi05 = PolicyAdapter(*tiny_pi05(tokenizer))
+    thresholds = {"min_breaking_epsilon_state": {"min": 0.05}}
+    check = Check(
+        id="adv", audit="robustness.adversarial", stage=Stage.CHECKPOINT, params=params, thresholds=thresholds
+    )
+    folder = tmp_path_factory.mktemp("pi05")
+    evidence = measure_with_limit(check, context(folder, policy=pi05, dataset=dataset), folder)
+
+    assert (
+        evidence.error is None and "state: the actions' gradient does not reach it" in evidence.inconclusive
+    )
+    assert evidence.inconclusive_metrics == [
+        "min_breaking_epsilon_state",
+        "action_deviation_at_max_epsilon_state",
+    ]
+    assert {r["input"] for r in evidence.tables["inputs"]} == {"top", "wrist"}
+    finding = judge(check, evidence)
+    assert finding.status == Status.INCONCLUSIVE and "min_breaking_epsilon_state" in finding.message
 
 
 # ART and the native attack run the same arithmetic (sign step, clip, project) in float32; they can
@@ -113,16 +160,22 @@ def test_art_and_native_attacks_agree_on_a_loaded_checkpoint(
     deviations = {}
     for implementation in ("native", "art"):
         params = AdversarialParams(
-            frames=2, method=method, steps=2, epsilons=[0.0, 4 / 255], implementation=implementation
+            frames=2,
+            method=method,
+            steps=2,
+            epsilons=[0.0, 4 / 255],
+            inputs=["observation.state"],
+            state_epsilons=[0.0, 0.1],
+            implementation=implementation,
         )
         ctx = context(tmp_path_factory.mktemp(implementation), checkpoint_dir=checkpoint, dataset=dataset)
-        deviations[implementation] = [
-            r["mean_action_deviation"] for r in Adversarial().measure(ctx, params).tables["sweep"]
-        ]
+        tables = Adversarial().measure(ctx, params).tables
+        deviations[implementation] = [r["mean_action_deviation"] for r in tables["sweep"] + tables["inputs"]]
 
-    assert deviations["native"][0] == deviations["art"][0] == 0.0
-    assert deviations["native"][1] > 0
-    assert deviations["art"][1] == pytest.approx(deviations["native"][1], rel=AGREEMENT_RTOL)
+    # all cameras at ε = 0, 4/255, then the state (unclipped, ε in state stds) at ε = 0, 0.1
+    assert deviations["native"][0] == deviations["art"][0] == deviations["native"][2] == 0.0
+    assert deviations["native"][1] > 0 and deviations["native"][3] > 0
+    assert deviations["art"] == pytest.approx(deviations["native"], rel=AGREEMENT_RTOL)
 
 
 @pytest.mark.parametrize("name", [n for n, c in CORRUPTIONS.items() if c.target == "camera"])

@@ -1,4 +1,5 @@
-"""Signing and verifying model folders with the real model-signing library and its stock CLI."""
+"""Signing and verifying model folders with the real model-signing library and its stock CLI; a sealed
+card states the gate `trustai status` states and still verifies."""
 
 import base64
 import json
@@ -8,11 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from trustai.reports.run_status import run_status
 
+from trustai.attest.card import model_index_metrics
 from trustai.attest.keys import default_key_paths, generate_keypair
 from trustai.attest.signing import SIGNATURE_NAME, sign_folder, verify_folder
+from trustai.attest.verify import verify_checkpoint
 from trustai.core.canonical import file_sha256
 from trustai.errors import TrustaiUserError
+from trustai.governance import Governance
+from trustai.packs import parse_pack
 
 STOCK_CLI = Path(sys.executable).with_name("model_signing")
 
@@ -182,3 +188,46 @@ def test_default_key_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("HOME", str(tmp_path))
     base = tmp_path / ".config" / "trustai"
     assert default_key_paths() == (base / "signing-key.pem", base / "signing-key.pub")
+
+
+# Every check passes but one `warn` check: the checkpoint's gate is `warn`, wherever it is stated.
+WARN_ONLY_PACK = """
+name: warn-only
+checks:
+  - id: config-recorded
+    audit: provenance.manifest
+    stage: checkpoint
+    thresholds: {train_config_recorded: {min: 1}}
+    severity: block
+  - id: seed-impossible
+    audit: provenance.manifest
+    stage: checkpoint
+    thresholds: {seed_recorded: {max: -1}}
+    severity: warn
+"""
+
+
+def test_a_warn_only_checkpoint_card_states_the_gate_trustai_status_states(
+    keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    model = run_dir / "checkpoints" / "000002" / "pretrained_model"
+    model.mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(bytes(range(256)) * 16)
+    manifest = {"seed": 0, "train_config": {"steps": 2}, "dataset": {"id": "d", "fingerprint": "f"}}
+    governance = Governance(run_dir, parse_pack(WARN_ONLY_PACK, "warn-only.yaml"), signing_key=keys[0])
+    try:
+        governance.start(manifest)
+        governance.checkpoint_stages(model, 2, training={}, manifest=manifest)
+    finally:
+        governance.close()
+    card = json.loads((model / "trustai" / "card.json").read_text())
+    [checkpoint] = run_status(run_dir).checkpoints
+    assert checkpoint.gate.as_json() == {"verdict": "warn", "blocking": [], "warnings": ["seed-impossible"]}
+    stated = card["governance"]
+    assert (stated["gate"], stated["blocking"], stated["warnings"]) == ("warn", [], ["seed-impossible"])
+    assert "Governance gate: **warn**" in (model / "README.md").read_text()
+    assert {"type": "trustai/gate", "name": "trustai governance gate", "value": "warn"} in (
+        model_index_metrics(card)
+    )
+    assert verify_checkpoint(model, keys[1]).ok

@@ -155,3 +155,50 @@ def test_a_failing_tracker_is_a_hook_error_and_the_run_goes_on(tmp_path: Path, m
     [error] = run.of_kind(RecordKind.HOOK_ERROR)
     assert error.payload["hook"] == "tracker.mlflow"
     assert [i.status for i in run.evidence] == ["pass", "warn"]
+
+
+class KeptSink:
+    """A Sink that keeps what it is sent."""
+
+    name = "kept"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, dict[str, float], dict[str, str]]] = []
+
+    def log(self, step: int, numbers: dict[str, float], texts: dict[str, str]) -> None:
+        self.sent.append((step, numbers, texts))
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_tracked_gate_is_the_sealed_cards_gate(tmp_path: Path) -> None:
+    """A checkpoint whose only non-passing check warns: the tracker sends the gate its sealed card states."""
+    from trustai.training_hooks.trackers import FindingTracker
+
+    pack = parse_pack(PACK, "tracked.yaml")
+    gov = Governance(tmp_path / "run", pack)
+    sink = KeptSink()
+    gov.observers.append(FindingTracker(gov, sink))
+    model = tmp_path / "run" / "checkpoints" / "000002" / "pretrained_model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text('{"type": "act"}\n')
+    try:
+        gov.start({"seed": 1})
+        for check in pack.checks:
+            evidence = Evidence(
+                audit=check.audit,
+                audit_version="1",
+                stage=Stage.CHECKPOINT,
+                check_id=check.id,
+                metrics={"seed_recorded": 1, "train_config_recorded": 1},
+                inputs=InputProvenance(step=2),
+            )
+            gov.record(check, evidence)
+        card = json.loads(gov.seal(model, step=2).read_text())
+    finally:
+        gov.close()
+    [(step, numbers, texts)] = sink.sent
+    assert card["governance"]["gate"] == "warn" and card["governance"]["warnings"] == ["seed-impossible"]
+    assert (step, texts["trustai/gate/verdict"], numbers["trustai/gate"]) == (2, "warn", 1.0)
+    assert texts["trustai/seed-impossible/status"] == "warn"

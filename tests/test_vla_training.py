@@ -4,9 +4,10 @@ on a synthetic dataset with tasks, its checkpoint stage runs the robustness, exp
 the language instruction attributed), fairness and membership-inference audits and signs a card
 that verifies; `trustai audit` then runs the same checks on the saved checkpoint.
 
-SmolVLA trains from scratch (``--policy.type=smolvla`` on the local SmolVLM folder). GR00T fine-tunes
-a saved tiny GR00T checkpoint (``--policy.path``): every pipeline LeRobot 0.6.1 *makes* for GR00T
-names the hub's Cosmos-Reason2 processor, while a saved one keeps the local Qwen3-VL folder."""
+Both train from scratch: ``--policy.type=smolvla`` on the local SmolVLM folder, ``--policy.type=groot``
+on the local raw GR00T base, whose config names the local Qwen3-VL folder. Every pipeline LeRobot 0.6.1
+*makes* for GR00T names the hub's Cosmos-Reason2 processor; `trustai train` points it at the base's
+Qwen3-VL folder, and the saved pipeline must keep that folder."""
 
 import json
 import sys
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.policies_fixtures import features_dataset, save_checkpoint
-from tests.vla_backbones import tiny_groot, write_groot_base, write_qwen3vl_backbone, write_smolvlm_backbone
+from tests.policies_fixtures import features_dataset
+from tests.vla_backbones import write_groot_base, write_qwen3vl_backbone, write_smolvlm_backbone
 from trustai.attest.keys import generate_keypair
 from trustai.cli import main
 from trustai.core.ledger import Ledger
@@ -63,20 +64,29 @@ SMOLVLA_FLAGS = [
     "--policy.expert_width_multiplier=0.5",
     "--policy.tokenizer_max_length=16",
 ]
+GROOT_FLAGS = [  # the sizes of tests/vla_backbones.py's tiny_groot
+    "--policy.type=groot",
+    "--policy.chunk_size=5",
+    "--policy.n_action_steps=5",
+    "--policy.max_state_dim=16",
+    "--policy.max_action_dim=16",
+    "--policy.use_bf16=false",
+]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Backbones, a dataset of two episodes (one task each), a pack, a key and a tiny GR00T to fine-tune."""
+    """Backbones (SmolVLM; Qwen3-VL under a raw GR00T base), a dataset of two episodes (one task each),
+    a pack and a key."""
     tmp = tmp_path_factory.mktemp("vla-training")
     qwen = write_qwen3vl_backbone(tmp / "qwen3vl")
-    groot = save_checkpoint(tiny_groot(write_groot_base(tmp / "groot-base", qwen), qwen), tmp / "groot-start")
     generate_keypair(tmp / "k.pem", tmp / "k.pub")
     (tmp / "vla.yaml").write_text(VLA_PACK)
     return {
         "tmp": tmp,
         "smolvlm": write_smolvlm_backbone(tmp / "smolvlm"),
-        "groot": groot,
+        "qwen3vl": qwen,
+        "groot-base": write_groot_base(tmp / "groot-base", qwen),
         "dataset": features_dataset(tmp / "dataset"),
         "pack": tmp / "vla.yaml",
         "key": tmp / "k.pem",
@@ -109,7 +119,7 @@ def test_trained_audited_and_signed_with_language_attributed(
     policy_flags = (
         [*SMOLVLA_FLAGS, f"--policy.vlm_model_name={setup['smolvlm']}"]
         if policy == "smolvla"
-        else [f"--policy.path={setup['groot']}"]
+        else [*GROOT_FLAGS, f"--policy.base_model_path={setup['groot-base']}"]
     )
     flags = [
         "--dataset.repo_id=trustai/vla",
@@ -133,6 +143,11 @@ def test_trained_audited_and_signed_with_language_attributed(
     assert code == 0, printed[-3000:]
     checkpoint = run / "checkpoints" / "000002"
     assert json.loads((checkpoint / "pretrained_model" / "config.json").read_text())["type"] == policy
+    if policy == "groot":  # the saved pipeline loads its Qwen3-VL processor from the local folder
+        pipeline = json.loads((checkpoint / "pretrained_model" / "policy_preprocessor.json").read_text())
+        steps = pipeline["steps"]
+        names = [s["config"]["model_name"] for s in steps if s["registry_name"] == "groot_n1_7_vlm_encode_v1"]
+        assert names == [str(setup["qwen3vl"])]
 
     trained = _evidence(run)
     for check in CHECKS:

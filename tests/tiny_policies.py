@@ -13,11 +13,11 @@ from lerobot.policies.factory import make_pre_post_processors
 from lerobot.utils.feature_utils import dataset_to_policy_features
 
 
-def tiny_act(root: Path, *, dim_model: int = 32) -> tuple[ACTPolicy, Any, Any]:
+def tiny_act(root: Path, *, dim_model: int = 32, device: str = "cpu") -> tuple[ACTPolicy, Any, Any]:
     """A random-weights ACT for the LeRobot dataset at ``root`` and its pre/post-processors, normalised
     with the dataset's statistics: ResNet-18 without pretrained weights, one encoder and one decoder
     layer, no VAE, chunks of 5, feed-forward width ``2 * dim_model``; seeded, so every call builds the
-    same weights. Returned in train mode.
+    same weights. Returned in train mode, on ``device`` (where its preprocessor also puts the inputs).
     """
     meta = LeRobotDatasetMetadata("trustai/synthetic", root=root)
     features = dataset_to_policy_features(meta.features)
@@ -25,7 +25,7 @@ def tiny_act(root: Path, *, dim_model: int = 32) -> tuple[ACTPolicy, Any, Any]:
     config = ACTConfig(
         input_features={k: f for k, f in features.items() if f.type is not FeatureType.ACTION},
         output_features={k: f for k, f in features.items() if f.type is FeatureType.ACTION},
-        device="cpu",
+        device=device,
         pretrained_backbone_weights=None,
         dim_model=dim_model,
         n_heads=2,
@@ -36,5 +36,5 @@ def tiny_act(root: Path, *, dim_model: int = 32) -> tuple[ACTPolicy, Any, Any]:
         chunk_size=5,
         n_action_steps=5,
     )
-    policy = ACTPolicy(config)
+    policy = ACTPolicy(config).to(device)
     return policy, *make_pre_post_processors(config, dataset_stats=meta.stats)

@@ -13,8 +13,9 @@ and tiny real SmolVLA, GR00T N1.7 and π0 policies built on them for the dataset
   Qwen3-VL folder, a 4-layer DiT) with a ``processor_config.json`` that keeps camera frames at
   32×32, so ``GrootPolicy`` builds from it offline.
 
-``tiny_groot`` points the preprocessor's VLM-encode step, which LeRobot 0.6.1 hard-codes to
-``nvidia/Cosmos-Reason2-2B``, at the local Qwen3-VL folder; the saved pipeline keeps that path.
+``tiny_groot`` has the GR00T driver (``offline_pipeline``, as ``trustai train`` does) point the
+preprocessor's VLM-encode step, which LeRobot 0.6.1 hard-codes to ``nvidia/Cosmos-Reason2-2B``, at
+the Qwen3-VL folder the base names; the saved pipeline keeps that path.
 """
 
 import json
@@ -251,12 +252,13 @@ def tiny_smolvla(backbone: Path, features: dict[str, PolicyFeature] | None = Non
     return _with_processors(SmolVLAPolicy(config))
 
 
-def tiny_groot(base: Path, qwen: Path, features: dict[str, PolicyFeature] | None = None) -> Built:
+def tiny_groot(base: Path, features: dict[str, PolicyFeature] | None = None) -> Built:
     """GR00T N1.7 from the raw checkpoint ``base``, chunks of 5, float32; its VLM-encode step reads
-    the Qwen3-VL folder ``qwen`` instead of the hub's Cosmos-Reason2."""
+    the Qwen3-VL folder ``base`` names instead of the hub's Cosmos-Reason2."""
     from lerobot.policies.groot.configuration_groot import GrootConfig
     from lerobot.policies.groot.modeling_groot import GrootPolicy
-    from lerobot.policies.groot.processor_groot import GrootN17VLMEncodeStep
+
+    from trustai.lerobot.policies.groot import DRIVER
 
     torch.manual_seed(0)
     config = GrootConfig(
@@ -270,9 +272,7 @@ def tiny_groot(base: Path, qwen: Path, features: dict[str, PolicyFeature] | None
         use_bf16=False,
     )
     policy, preprocessor, postprocessor = _with_processors(GrootPolicy(config))
-    for step in preprocessor.steps:
-        if isinstance(step, GrootN17VLMEncodeStep):
-            step.model_name = str(qwen)
+    DRIVER.offline_pipeline(config, preprocessor)
     return policy, preprocessor, postprocessor
 
 

@@ -176,28 +176,18 @@ class GovernedAccelerator(Accelerator):
     # -- governance, never raising -------------------------------------------------------------------
     @_never_raise
     def _on_prepare(self, args: tuple) -> None:
-        from trustai.core.manifest import run_manifest
-
         loader = next((a for a in args if isinstance(a, DataLoader)), None)
         dataset = getattr(loader, "dataset", None)
         root = getattr(dataset, "root", None)
         repo_id = getattr(dataset, "repo_id", None)
         gov = self.governance
         # Digests claimed per file (large files unread when the data stage re-reads every byte later).
-        digests = gov.claim_dataset(Path(root)) if root else None
-        fingerprint = digests.fingerprint if digests else None
-        gov.use_dataset(root, repo_id or (str(root) if root else None), fingerprint)
+        name = repo_id or (str(root) if root else None)
+        self.manifest = gov.training_manifest(root, name, train_config=self.train_config, seed=self.run_seed)
         self._sealed = self._sealed_before()
         sealed = [p for p in self._checkpoints() if p.resolve() in self._sealed]
         if sealed:  # a resumed run: its release card goes on the newest sealed checkpoint at the latest
             self._last_checkpoint = (sealed[-1], int(sealed[-1].parent.name))
-        self.manifest = run_manifest(
-            train_config=self.train_config,
-            seed=self.run_seed,
-            dataset=repo_id,
-            dataset_fingerprint=fingerprint,
-            dataset_digests=digests.record() if digests else None,
-        )
         previous = gov.ledger.head()
         if previous is not None:
             self.manifest["resume"] = {

@@ -11,7 +11,8 @@ import inspect
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -169,6 +170,11 @@ def train_governed(cfg: Any, governance: Governance) -> None:
     ``train`` builds it with ``make_accelerator(cfg)`` (LeRobot main); that factory's accelerator, with
     the FSDP, parallelism and gradient-accumulation settings it applies, is the one governed.
 
+    The pre/post-processors ``train`` makes (``make_pre_post_processors``) are handed to the policy
+    type's driver (``offline_pipeline``), which points steps LeRobot builds with a hub name at the
+    local backbone the policy config names (GR00T's VLM-encode step), so training from a config runs
+    offline and the saved pipeline keeps the local folder.
+
     The run's executor starts on the main process before the first step (a bad Ray address fails now,
     and Ray's start-up is not paid at the first checkpoint). Raises TrustaiUserError when the installed
     LeRobot offers neither hook point."""
@@ -184,22 +190,49 @@ def train_governed(cfg: Any, governance: Governance) -> None:
         return governed
 
     factory = getattr(lerobot_train, "make_accelerator", None)
-    if factory is not None:
-        lerobot_train.make_accelerator = lambda config_: govern(factory(config_))
-        try:
-            lerobot_train.train(cfg)
-        finally:
-            lerobot_train.make_accelerator = factory
-    elif "accelerator" in inspect.signature(lerobot_train.train).parameters:
-        from accelerate import Accelerator
-
-        lerobot_train.train(cfg, accelerator=govern(Accelerator(**accelerator_kwargs(cfg))))
-    else:
+    if factory is None and "accelerator" not in inspect.signature(lerobot_train.train).parameters:
         raise TrustaiUserError(
             "this LeRobot's train() neither takes accelerator= nor builds it with make_accelerator()",
             where=f"lerobot {_lerobot_version()} ({lerobot_train.__file__})",
             fix="install a LeRobot release trustai supports (pyproject.toml: lerobot>=0.6,<0.7)",
         )
+    with _replaced(lerobot_train, "make_pre_post_processors", lambda make: _offline_processors(cfg, make)):
+        if factory is not None:
+            with _replaced(lerobot_train, "make_accelerator", lambda make: lambda cfg_: govern(make(cfg_))):
+                lerobot_train.train(cfg)
+        else:
+            from accelerate import Accelerator
+
+            lerobot_train.train(cfg, accelerator=govern(Accelerator(**accelerator_kwargs(cfg))))
+
+
+@contextmanager
+def _replaced(module: Any, name: str, wrap: Callable[[Any], Any]) -> Iterator[None]:
+    """``module.name`` replaced by ``wrap(module.name)`` inside the block, given back after it."""
+    original = getattr(module, name)
+    setattr(module, name, wrap(original))
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def _offline_processors(cfg: Any, make: Callable[..., Any]) -> Callable[..., Any]:
+    """LeRobot's ``make_pre_post_processors`` with its preprocessor handed to the driver of the trained
+    policy type (``offline_pipeline``); types trustai does not govern get LeRobot's pipelines as made."""
+    from trustai.lerobot.policies import GOVERNED, driver_for
+
+    policy_type = getattr(cfg.policy, "type", None)
+    if policy_type not in GOVERNED:
+        return make
+    offline_pipeline = driver_for(policy_type, where="--policy.type").offline_pipeline
+
+    def made(*args: Any, **kwargs: Any) -> Any:
+        preprocessor, postprocessor = make(*args, **kwargs)
+        offline_pipeline(cfg.policy, preprocessor)
+        return preprocessor, postprocessor
+
+    return made
 
 
 def _lerobot_version() -> str:

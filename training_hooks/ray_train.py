@@ -4,7 +4,9 @@ reported through ``ray.train.report``.
 The callback runs on Ray Train's controller, never on the training workers, so the workers' steps
 are untouched. It opens the run's ledger lazily in whichever process it runs in (the controller, or
 the driver for ``seal_release``). Checkpoints must live on a local or shared filesystem path, since
-the card and signature are written into the checkpoint folder itself.
+the card and signature are written into the checkpoint folder itself. The dataset's fingerprint is
+claimed as in the LeRobot hook (``Governance.training_manifest``): start-up reads a number of files, not
+their bytes, and the data stage verifies every byte.
 
     trainer = TorchTrainer(loop, run_config=RunConfig(storage_path=..., callbacks=[governance]))
     result = trainer.fit()
@@ -55,18 +57,14 @@ class GovernanceCallback(ray.train.UserCallback):
 
     def _governance(self) -> Governance:
         if self._gov is None:
-            from trustai.core.manifest import run_manifest
-            from trustai.lerobot.datasets import dataset_fingerprint
-
             self._gov = Governance(self.run_dir, self.pack, signing_key=self.signing_key, seed=self.seed)
-            fingerprint = dataset_fingerprint(self.dataset_root) if self.dataset_root else None
-            dataset_id = str(self.dataset_root) if self.dataset_root else None
-            self._gov.use_dataset(self.dataset_root, dataset_id, fingerprint)
-            self.manifest = run_manifest(
+            # Digests claimed per file, as the LeRobot hook does: large files stay unread until the data
+            # stage's provenance.dataset check re-reads every byte.
+            self.manifest = self._gov.training_manifest(
+                self.dataset_root,
+                str(self.dataset_root) if self.dataset_root else None,
                 train_config={"trainer": "ray.train.TorchTrainer"},
                 seed=self.seed,
-                dataset=dataset_id,
-                dataset_fingerprint=fingerprint,
             )
             if not self._gov.ledger.records(RecordKind.RUN_START):
                 self._gov.start(self.manifest)

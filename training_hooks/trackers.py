@@ -7,7 +7,7 @@ Stable names, the same in every tracker:
     trustai/<check>/<metric>     each numeric metric of the check's evidence (booleans as 0/1)
     trustai/<check>/verdict      the finding's status as a number: VERDICT_CODES (higher is worse)
     trustai/<check>/status       the finding's status as text (pass, warn, inconclusive, fail, error)
-    trustai/gate                 the checkpoint's gate as a number: GATE_CODES
+    trustai/gate                 the checkpoint's gate, as its sealed card states it, as a number: GATE_CODES
     trustai/gate/verdict         the checkpoint's gate as text (pass, warn, blocked)
     trustai/card/digest          the sealed card's sha256 (as the ledger's card record holds it)
     trustai/step                 the training step (W&B: the x axis of every trustai/* chart)
@@ -21,6 +21,7 @@ is sealed; findings of stages without a card (data, monitor) are sent at once. A
 recorded in the ledger as a ``hook.error`` by Governance and dropped; training goes on.
 """
 
+import json
 import math
 import os
 import threading
@@ -32,8 +33,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trustai import layout
+from trustai.core.canonical import digest
 from trustai.core.evidence import Stage
-from trustai.core.gate import gate
 from trustai.core.ledger import Record
 from trustai.core.records import RecordKind
 from trustai.errors import TrustaiUserError
@@ -65,15 +66,6 @@ class Sink(Protocol):
 class _Step:
     numbers: dict[str, float] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Judged:
-    """A card's finding as the gate reads it."""
-
-    check_id: str
-    severity: str
-    status: str
 
 
 class FindingTracker:
@@ -112,7 +104,7 @@ class FindingTracker:
 
     def _card(self, card: dict[str, Any]) -> None:
         step = card.get("step") or 0
-        verdict = _card_gate(self.gov.run_dir, str(card["checkpoint"]))
+        verdict = _sealed_gate(self.gov.run_dir, card)
         values = self._pending.setdefault(step, _Step())
         values.texts[name("card", "digest")] = str(card["card_digest"])
         if verdict is not None:
@@ -132,20 +124,20 @@ class FindingTracker:
             self.sink.close()
 
 
-def _card_gate(run_dir: Path, checkpoint: str) -> str | None:
-    """The gate (trustai.core.gate) over the findings of the card just sealed in ``checkpoint``; None
-    when its card cannot be read."""
-    import json
-
-    folder = Path(checkpoint) if Path(checkpoint).is_absolute() else Path(run_dir) / checkpoint
+def _sealed_gate(run_dir: Path, sealed: dict[str, Any]) -> str | None:
+    """The gate the card a ``card`` record (``sealed``, its payload) sealed states: the card's own
+    ``governance.gate``, from the card file whose digest the record holds; None when that card cannot be
+    read or is not the one the record sealed."""
+    checkpoint = Path(str(sealed["checkpoint"]))
+    folder = checkpoint if checkpoint.is_absolute() else Path(run_dir) / checkpoint
     try:
         card = json.loads(layout.card_path(folder).read_text(encoding="utf-8"))
-        findings = [
-            _Judged(f["check_id"], f["severity"], f["status"]) for f in card["governance"]["findings"]
-        ]
+        if digest(card) != sealed["card_digest"]:
+            return None
+        verdict = card["governance"]["gate"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return gate(findings).verdict.value
+    return verdict if isinstance(verdict, str) and verdict in GATE_CODES else None
 
 
 class WandbSink:

@@ -29,6 +29,7 @@ from trustai import layout
 from trustai.core.canonical import digest, pretty_json
 from trustai.core.evidence import Evidence, Finding, InputProvenance, Stage
 from trustai.core.ledger import Ledger, Record
+from trustai.core.manifest import run_manifest
 from trustai.core.records import (
     AnchorRecord,
     CardRecord,
@@ -115,6 +116,25 @@ class Governance:
         re-reads every byte (``provenance.dataset``); otherwise every file is read now."""
         fast = any(c.audit == VERIFYING_AUDIT for c in self.pack.checks_for(Stage.DATA))
         return claim_digests(root, fast=fast)
+
+    def training_manifest(
+        self, root: Path | None, name: str | None, *, train_config: dict[str, Any] | None, seed: int | None
+    ) -> dict[str, Any]:
+        """Name the training dataset at ``root`` (``name``: its repo id or path) and return the run manifest
+        that records it, as every training hook starts a run: its per-file digests claimed
+        (``claim_dataset``: large files unread when the data stage re-reads every byte), the dataset and
+        its fingerprint handed to the audits (``use_dataset``), and ``run_manifest`` with the fingerprint
+        (None while any digest is pending) and the digests. Without ``root`` no dataset is named."""
+        digests = self.claim_dataset(Path(root)) if root is not None else None
+        fingerprint = digests.fingerprint if digests else None
+        self.use_dataset(root, name, fingerprint)
+        return run_manifest(
+            train_config=train_config,
+            seed=seed,
+            dataset=name,
+            dataset_fingerprint=fingerprint,
+            dataset_digests=digests.record() if digests else None,
+        )
 
     def use_dataset(self, root: Path | None, name: str | None, fingerprint: str | None) -> None:
         """Name the training dataset (its folder, repo id or path, content fingerprint): data,
@@ -336,7 +356,9 @@ class Governance:
         from trustai.attest.signing import sign_folder
         from trustai.core.manifest import weights_digest
 
-        card_path, card = write_card(self, Path(checkpoint_dir), step=step, release=release)
+        card_path, card = write_card(
+            self, Path(checkpoint_dir), step=step, release=release, dataset_check=VERIFYING_AUDIT
+        )
         signature = sign_folder(Path(checkpoint_dir), self.signing_key) if self.signing_key else None
         sealed = CardRecord(
             checkpoint=checkpoint_ref(self.run_dir, Path(checkpoint_dir)),

@@ -31,7 +31,6 @@ from trustai.core.evidence import Stage
 from trustai.lerobot.datasets import (
     DatasetInfo,
     data_files,
-    dataset_fingerprint,
     episode_lengths,
     open_dataset_meta,
     resolve_dataset_root,
@@ -308,7 +307,8 @@ class DataDatasheet(Audit):
                 measured[name] = audit().measure(ctx, audit.Params(use_ray=params.use_ray)).metrics
         sheet = build_datasheet(
             info,
-            fingerprint=ctx.inputs.dataset_fingerprint or dataset_fingerprint(info.root),
+            fingerprint=ctx.inputs.dataset_fingerprint,
+            manifest=ctx.manifest,
             audit_metrics=measured,
             answers=load_answers(params.provider_answers),
         )

@@ -5,6 +5,11 @@ metadata and statistics, data-audit metrics) or marked for the provider to compl
 
 The same content renders to JSON (structured, for tools) and Markdown (for people); questions the
 provider still has to answer carry ``PROVIDER_TODO`` in both.
+
+The datasheet never re-reads a governed run's dataset for its fingerprint: it states the fingerprint
+the run recorded at start-up, or, when that was pending (large files not read before the first step,
+``trustai.lerobot.dataset_digests``), where the verified one is recorded: the ``provenance.dataset``
+check of the same data stage, which reads every byte.
 """
 
 import json
@@ -16,7 +21,8 @@ import numpy as np
 import yaml
 
 from trustai.errors import TrustaiUserError
-from trustai.lerobot.datasets import DatasetInfo, episode_lengths, task_names
+from trustai.lerobot.dataset_digests import VERIFYING_AUDIT
+from trustai.lerobot.datasets import DatasetInfo, dataset_fingerprint, episode_lengths, task_names
 
 PROVIDER_TODO = "[PROVIDER TO COMPLETE]"
 
@@ -193,8 +199,11 @@ def _vector_stats(info: DatasetInfo) -> list[dict[str, Any]]:
     return rows
 
 
-def _dataset_answers(info: DatasetInfo, fingerprint: str) -> dict[str, Any]:
-    """Answers the dataset itself gives: meta/info.json, tasks, episode lengths, statistics."""
+def _dataset_answers(
+    info: DatasetInfo, fingerprint: str | None, manifest: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Answers the dataset itself gives: meta/info.json, tasks, episode lengths, statistics, and its
+    fingerprint as the run knows it (``fingerprint_answer``)."""
     lengths = np.array(list(episode_lengths(info.root).values()) or [0], dtype=np.float64)
     tasks = task_names(info.root)
     robot = f"robot type {info.robot_type}" if info.robot_type else "robot type not recorded"
@@ -222,25 +231,52 @@ def _dataset_answers(info: DatasetInfo, fingerprint: str) -> dict[str, Any]:
             "image cameras": info.image_keys,
             "video cameras": info.video_keys,
         },
-        "fingerprint": "trustai dataset fingerprint (sha256 over meta/info.json and every data/, meta/ and "
-        f"videos/ file): {fingerprint}",
+        "fingerprint": fingerprint_answer(fingerprint, manifest),
     }
+
+
+def fingerprint_answer(fingerprint: str | None, manifest: dict[str, Any] | None) -> str:
+    """How a copy is checked against this dataset: the trustai fingerprint when known; else (a governed
+    run whose start-up left some file's digest pending) which check records the verified fingerprint and
+    where, with how many files were pending according to the run manifest."""
+    what = "trustai dataset fingerprint (sha256 over meta/info.json and every data/, meta/ and videos/ file)"
+    fingerprint = fingerprint or ((manifest or {}).get("dataset") or {}).get("fingerprint")
+    if fingerprint is not None:
+        return f"{what}: {fingerprint}"
+    sources = ((manifest or {}).get("dataset") or {}).get("digests") or {}
+    pending = (sources.get("sources") or {}).get("pending")
+    files = len(sources.get("files") or [])
+    why = f"{pending} of {files} files had" if pending else "some file had"
+    return (
+        f"{what}: pending when this datasheet was written ({why} no trusted digest at start-up and was not "
+        f"read before training; see the run manifest's dataset.digests). The {VERIFYING_AUDIT} check of "
+        "this data stage reads every byte and records the verified fingerprint in its evidence (table "
+        "fingerprint, column verified) in the run's ledger; the model cards state it as "
+        "training_data.fingerprint."
+    )
 
 
 def build_datasheet(
     info: DatasetInfo,
     *,
-    fingerprint: str,
+    fingerprint: str | None,
+    manifest: dict[str, Any] | None,
     audit_metrics: dict[str, dict[str, Any]],
     answers: dict[str, str],
 ) -> Datasheet:
     """Fill a datasheet for the dataset at ``info.root``.
 
-    ``audit_metrics`` maps an audit name (``data.quality``, ``privacy.pii``) to the metrics it
-    measured on this dataset; ``answers`` holds the provider's answers by question id. A question is
-    answered from the dataset when it can be, else from ``answers``, else marked PROVIDER_TODO.
+    ``fingerprint`` is the dataset's fingerprint as the run knows it and ``manifest`` the run's manifest:
+    within a governed run (a manifest) the dataset is never re-read for it, and a fingerprint still
+    pending is answered by naming the check that verifies it; outside a run (no manifest) nothing else
+    fingerprints the dataset, so it is read here. ``audit_metrics`` maps an audit name
+    (``data.quality``, ``privacy.pii``) to the metrics it measured on this dataset; ``answers`` holds the
+    provider's answers by question id. A question is answered from the dataset when it can be, else
+    from ``answers``, else marked PROVIDER_TODO.
     """
-    facts = _dataset_answers(info, fingerprint)
+    if fingerprint is None and manifest is None:
+        fingerprint = dataset_fingerprint(info.root)
+    facts = _dataset_answers(info, fingerprint, manifest)
     for audit, qid in AUDIT_ANSWERS.items():
         if audit in audit_metrics:
             facts[qid] = {"measured by": audit, **audit_metrics[audit]}

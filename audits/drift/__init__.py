@@ -29,6 +29,8 @@ from trustai.errors import TrustaiUserError
 from trustai.lerobot.datasets import open_dataset_meta, resolve_dataset_root
 
 REPORT_FILE = "drift_report.html"
+# Features plotted in the report besides the drifted ones: those nearest to drifting.
+REPORT_PLOTS = 6
 METHOD = "wasserstein, episode permutation, Holm"
 
 
@@ -63,8 +65,10 @@ class DriftParams(BaseModel):
 
 
 def _episode_values(frames: pd.DataFrame, column: str) -> list[np.ndarray]:
-    """The finite values of ``column`` per episode, in episode order."""
-    values = (group.to_numpy() for _, group in frames.groupby("episode_index")[column])
+    """The finite values of ``column`` per episode, in episode order (``frames`` is sorted by
+    episode, as ``dataset_features`` returns it)."""
+    episodes = frames["episode_index"].to_numpy()
+    values = np.split(frames[column].to_numpy(np.float64), np.flatnonzero(episodes[1:] != episodes[:-1]) + 1)
     return [v[np.isfinite(v)] for v in values]
 
 
@@ -168,17 +172,19 @@ class FeatureDrift(Audit):
         splits = episode_splits(*episodes, permutations, np.random.default_rng(ctx.seed))
         rows = _feature_rows(ref_frame, cur_frame, spec, splits, params)
 
+        drifted = [r for r in rows if r["drifted"]]
         names = [row["feature"] for row in rows]
+        nearest = sorted(rows, key=lambda r: (not r["drifted"], r["score"], -r["effect"]))
         html = ctx.artifact_dir / REPORT_FILE
         write_report(
             episode_means(ref_frame, names),
             episode_means(cur_frame, names),
             names,
+            [r["feature"] for r in nearest[: max(len(drifted), REPORT_PLOTS)]],
             params.alpha / tested,
             html,
         )
 
-        drifted = [r for r in rows if r["drifted"]]
         metrics: dict[str, float | int | bool | None] = {
             "features": len(rows),
             "drifted_features": len(drifted),

@@ -98,14 +98,14 @@ def check_compatible(reference: FeatureSpec, current: FeatureSpec, where: str) -
         )
 
 
-def _image_stats(image: np.ndarray) -> list[float]:
+def _image_stats(image: np.ndarray) -> tuple[float, ...]:
     """Brightness, contrast and per-channel means of an H×W×3 uint8 RGB image (``IMAGE_STATS``)."""
     # OpenCV's vectorised kernels, accumulating in float64: an order of magnitude faster than numpy
     # here, which would otherwise cost more than decoding the PNG.
     luma = cv2.transform(np.ascontiguousarray(image, dtype=np.float32), _LUMA)
     mean, std = cv2.meanStdDev(luma)
     red, green, blue, _ = cv2.mean(np.ascontiguousarray(image))
-    return [float(mean[0, 0]), float(std[0, 0]), red, green, blue]
+    return float(mean[0, 0]), float(std[0, 0]), red, green, blue
 
 
 def paired_sample(lengths: Mapping[int, int], max_frames: int) -> dict[int, set[int]]:
@@ -122,20 +122,28 @@ def paired_sample(lengths: Mapping[int, int], max_frames: int) -> dict[int, set[
 def file_features(path: Path, *, info: DatasetInfo, spec: FeatureSpec, plan: Plan) -> pd.DataFrame:
     """Feature rows (columns ``episode_index``, ``frame_index`` and ``spec.names``) of the planned
     frames stored in one frame file."""
-    rows = []
+    index: list[tuple[int, int]] = []
+    rows: list[np.ndarray] = []
     for frame in iter_frames(info, plan, spec.cameras, list(spec.vectors), files=[path]):
-        values: list[float] = [frame.episode, frame.frame]
-        for column in spec.vectors:
-            values += np.asarray(frame.values[column], dtype=np.float64).reshape(-1).tolist()
-        for camera in spec.cameras:
-            values += _image_stats(frame.images[camera])
-        rows.append(values)
-    frame = pd.DataFrame(rows, columns=[*INDEX_COLUMNS, *spec.names], dtype=np.float64)
-    return frame.astype(dict.fromkeys(INDEX_COLUMNS, np.int64))
+        index.append((frame.episode, frame.frame))
+        vectors = [np.asarray(frame.values[column], dtype=np.float64).reshape(-1) for column in spec.vectors]
+        stats = [_image_stats(frame.images[camera]) for camera in spec.cameras]
+        rows.append(np.concatenate([*vectors, np.asarray(stats, dtype=np.float64).reshape(-1)]))
+    # One array per file, not a DataFrame built from Python rows: pandas' per-row conversion cost
+    # more than the image statistics.
+    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(spec.names))
+    frame = pd.DataFrame(values, columns=spec.names)
+    ids = np.array(index, dtype=np.int64).reshape(len(index), 2)
+    frame.insert(0, "frame_index", ids[:, 1])
+    frame.insert(0, "episode_index", ids[:, 0])
+    return frame
 
 
-def _file_job(job: tuple[DatasetInfo, Plan, Path], spec: FeatureSpec) -> pd.DataFrame:
-    info, plan, path = job
+def _file_job(
+    job: tuple[int, Path], datasets: Sequence[tuple[DatasetInfo, Plan]], spec: FeatureSpec
+) -> pd.DataFrame:
+    index, path = job
+    info, plan = datasets[index]
     return file_features(path, info=info, spec=spec, plan=plan)
 
 
@@ -145,14 +153,12 @@ def dataset_features(
     """Feature rows of each dataset (see ``file_features``) in episode and frame order, at most
     ``max_frames`` frames chosen by ``paired_sample``.
 
-    The work is one task per frame file, of all datasets at once (one Ray fan-out with ``use_ray``).
+    The work is one task per frame file, of all datasets at once (one Ray fan-out with ``use_ray``);
+    the datasets and their sampling plans travel once, shared by every task, not once per file.
     """
-    jobs = [
-        (index, (info, paired_sample(episode_lengths(info.root), max_frames), path))
-        for index, info in enumerate(infos)
-        for path in data_files(info.root)
-    ]
-    parts = map_files(partial(_file_job, spec=spec), [job for _, job in jobs], use_ray=use_ray)
+    datasets = [(info, paired_sample(episode_lengths(info.root), max_frames)) for info in infos]
+    jobs = [(index, path) for index, info in enumerate(infos) for path in data_files(info.root)]
+    parts = map_files(partial(_file_job, datasets=datasets, spec=spec), jobs, use_ray=use_ray)
     return [
         pd.concat([part for (owner, _), part in zip(jobs, parts, strict=True) if owner == index])
         .sort_values(list(INDEX_COLUMNS), kind="stable")

@@ -1,9 +1,12 @@
-"""The HTML drift report: Evidently's DataDriftPreset over per-episode summaries of the features.
+"""The HTML drift report: Evidently's drift metrics over per-episode summaries of the features.
 
 Evidently tests each column as a sample of independent rows, so it is given one row per episode
 (the episode's mean of each feature), not one per frame: its plots then show how episodes spread
 and its per-column tests treat episodes as the unit, as the audit's own verdict does. The audit's
-verdict (trustai.audits.drift.permutation) is the features table; the report is for reading.
+verdict (trustai.audits.drift.permutation) is the features table; the report is for reading: a
+summary over every feature (how many drifted by Evidently's test) and one distribution plot per
+feature the caller names (the drifted ones and those nearest to drifting). Plots are what cost:
+about 0.2 s each, so a plot per feature of a 34-feature dataset took 7 s, whatever the dataset size.
 """
 
 import warnings
@@ -20,17 +23,26 @@ def episode_means(frames: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def write_report(
-    reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str], threshold: float, path: Path
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: Sequence[str],
+    plotted: Sequence[str],
+    threshold: float,
+    path: Path,
 ) -> None:
     """Write Evidently's drift report of ``columns`` of ``current`` against ``reference`` (rows of
-    episode summaries) to ``path``: a K-S test per column at ``threshold``, dataset drift when any
-    column drifts."""
+    episode summaries) to ``path``: a K-S test per column at ``threshold``, the count of drifted
+    columns (dataset drift when any column drifts), and a distribution plot with its test for each of
+    ``plotted``."""
     from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
 
     definition = DataDefinition(numerical_columns=list(columns))
     report = Report(
-        [DataDriftPreset(method="ks", threshold=threshold, drift_share=1 / len(columns))],
+        [
+            DriftedColumnsCount(method="ks", threshold=threshold, drift_share=1 / len(columns)),
+            *(ValueDrift(column=column, method="ks", threshold=threshold) for column in plotted),
+        ],
         include_tests=True,
     )
     with warnings.catch_warnings():

@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from trustai.audits.privacy.dp_budget import PRIVACY_UNIT, DPParams, DPState, dp_epsilon
 from trustai.audits.privacy.membership import AttackModel, art_attack, threshold_attack
-from trustai.audits.privacy.pii import TEXT_KINDS, FaceDetector, scan_text
+from trustai.audits.privacy.pii import TEXT_KINDS, face_detector, scan_text
 
 from trustai.core.audit import Audit, AuditContext, Measurement, Metric, declare, register
 from trustai.core.evidence import Stage
@@ -76,7 +76,7 @@ def _faces_of_file(
     path: Path, *, info: DatasetInfo, cameras: list[str], plan: Plan, params: PiiParams
 ) -> _FaceScan:
     """The face scan of the planned frames stored in one frame file (the map step)."""
-    detector = FaceDetector(params.scale_factor, params.min_neighbors, params.min_face_px)
+    detector = face_detector(params.scale_factor, params.min_neighbors, params.min_face_px)
     scan = _FaceScan()
     for frame in iter_frames(info, plan, cameras, files=[path]):
         scan.checked[frame.episode] += 1

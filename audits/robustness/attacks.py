@@ -1,17 +1,24 @@
-"""L∞ FGSM / PGD on camera pixels that push a policy's actions away from its clean actions.
+"""L∞ FGSM / PGD on a policy's camera pixels or state that push its actions away from its clean actions.
 
-The policy is seen as ``CameraActions``: a torch module from flattened camera pixels (N × P, in
-[0, 1]) to its action chunk in units of the dataset's action std (N × chunk·A), with everything else
-(state, task, cameras not attacked) fixed to the frames' own values. The attack maximises
-``trustai.lerobot.deviation.action_deviation`` from the clean actions, starting at the clean pixels (no random
-start); the deviation's subgradient at zero makes the first step well defined.
+The policy is seen as ``InputActions``: a torch module from some of its inputs, flattened and
+concatenated (N × P), to its action chunk in units of the dataset's action std (N × chunk·A), with
+everything else (task, inputs not given) fixed to the frames' own values. Each input is given in
+attack units, so that one ε means one thing per input: camera pixels as they are (in [0, 1], and
+kept there), the state divided by its per-dimension dataset std (unbounded), as ``state_noise``
+measures its noise. The attack maximises ``trustai.lerobot.deviation.action_deviation`` from the
+clean actions, starting at the clean inputs (no random start); the deviation's subgradient at zero
+makes the first step well defined.
 
-Two implementations of the same attack: ``pgd_native`` (batched PyTorch, any number of ε at once, the
-fast path) and ``pgd_art`` (IBM ART's ``ProjectedGradientDescent`` / ``FastGradientMethod`` on a
-``PyTorchRegressor``, the reference). Both take a signed-gradient step, clip to [0, 1], then project
-onto the ε-ball, in that order, and return the last iterate.
+Two implementations of the same attack: ``pgd_native`` (batched PyTorch, the fast path: each row has
+its own budget per element, so ``sweep_native`` runs every ε on every attacked input in one batch,
+an input left alone by a zero budget on its elements) and ``pgd_art`` (IBM ART's
+``ProjectedGradientDescent`` / ``FastGradientMethod`` on a ``PyTorchRegressor``, the reference: one
+scalar ε on every input of its model). Both take a signed-gradient step, clip to the inputs' bounds,
+then project onto the ε-ball, in that order, and return the last iterate. ``sweep_targets`` runs
+either over ``Target`` s.
 """
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -22,30 +29,73 @@ from trustai.lerobot.deviation import action_deviation
 from trustai.lerobot.frame_policy import FramePolicy
 
 Method = Literal["fgsm", "pgd"]
+Implementation = Literal["native", "art"]
 
 
-class CameraActions(torch.nn.Module):
-    """A policy as a function of its camera pixels: (N, P) flattened pixels in [0, 1] -> (N, chunk·A)
-    actions divided by the action std, other inputs from the frames (``FramePolicy``)."""
+class InputActions(torch.nn.Module):
+    """A policy as a function of some of its inputs: (N, P) flattened inputs in attack units -> (N,
+    chunk·A) actions divided by the action std, other inputs from the frames (``FramePolicy``)."""
 
-    def __init__(self, policy: FramePolicy, cameras: list[str], action_std: Tensor):
-        """Attack ``cameras`` (in pixel order) of ``policy``'s frames; ``action_std`` scales the actions."""
+    def __init__(
+        self, policy: FramePolicy, keys: list[str], action_std: Tensor, state_std: Tensor | None = None
+    ):
+        """Take ``keys`` (cameras, the state; concatenated in the order given) of ``policy``'s
+        frames; ``action_std`` scales the actions, ``state_std`` (needed when the state is among
+        ``keys``) is the state's attack unit."""
         super().__init__()
         self.policy = policy.adapter.policy  # registered, so ART's .to() and .train() reach the weights
-        self._frame_policy, self._cameras, self._std = policy, cameras, action_std
-        self._shapes = [tuple(policy.frames[c].shape[1:]) for c in cameras]
-        self._sizes = [int(np.prod(shape)) for shape in self._shapes]
+        self._frame_policy, self.keys = policy, list(keys)
+        device = policy.frames[self.keys[0]].device
+        state_key = policy.adapter.state_key
+        if state_key in self.keys and state_std is None:
+            raise ValueError(f"attacking {state_key} needs its std")
+        self._std = action_std.to(device)
+        self._units = {k: state_std.to(device) for k in self.keys if k == state_key}
+        self._shapes = [tuple(policy.frames[k].shape[1:]) for k in self.keys]
+        self.sizes = [int(np.prod(shape)) for shape in self._shapes]
+        pixels = torch.cat(
+            [torch.full((n,), k not in self._units) for k, n in zip(self.keys, self.sizes, strict=True)]
+        )
+        self.lower = torch.where(pixels, 0.0, -torch.inf).to(device)
+        self.upper = torch.where(pixels, 1.0, torch.inf).to(device)
+        self.clip_values = None if self._units else (0.0, 1.0)
         self.rows = policy.rows
 
-    def pixels(self) -> Tensor:
-        """The frames' own attacked pixels, flattened: (rows, P)."""
-        return torch.cat([self._frame_policy.frames[c].flatten(1) for c in self._cameras], dim=1).float()
+    def inputs(self) -> Tensor:
+        """The frames' own inputs in attack units, flattened: (rows, P)."""
+        frames = self._frame_policy.frames
+        return torch.cat([(frames[k].float() / self._units.get(k, 1.0)).flatten(1) for k in self.keys], dim=1)
 
-    def forward(self, pixels: Tensor) -> Tensor:
-        """Actions / std for ``pixels``, flattened per row."""
-        parts = pixels.split(self._sizes, dim=1)
-        cameras = {c: p.reshape(-1, *s) for c, s, p in zip(self._cameras, self._shapes, parts, strict=True)}
-        return (self._frame_policy.actions(cameras) / self._std).flatten(1)
+    def budget(self, keys: tuple[str, ...], eps: float) -> Tensor:
+        """An L∞ budget per element, (P,): ``eps`` on the elements of ``keys``, 0 on the others."""
+        parts = [
+            torch.full((n,), eps if k in keys else 0.0) for k, n in zip(self.keys, self.sizes, strict=True)
+        ]
+        return torch.cat(parts).to(self.lower.device)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """Actions / std for ``inputs``, flattened per row."""
+        parts = inputs.split(self.sizes, dim=1)
+        overrides = {
+            k: p.reshape(-1, *s) * self._units.get(k, 1.0)
+            for k, s, p in zip(self.keys, self._shapes, parts, strict=True)
+        }
+        return (self._frame_policy.actions(overrides) / self._std).flatten(1)
+
+
+def gradient_reaches(model: InputActions) -> dict[str, bool]:
+    """For each input of ``model``: does the actions' gradient at the frames reach it (nonzero
+    anywhere)? A gradient attack cannot move an input it does not reach (π0.5 reads its state as
+    discretised text tokens); one forward and backward pass on the frames."""
+    inputs = model.inputs().requires_grad_(True)
+    total = model(inputs).sum()
+    if not total.requires_grad:
+        return dict.fromkeys(model.keys, False)
+    (grad,) = torch.autograd.grad(total, inputs, allow_unused=True)
+    if grad is None:
+        return dict.fromkeys(model.keys, False)
+    parts = grad.split(model.sizes, dim=1)
+    return {k: bool(part.abs().sum() > 0) for k, part in zip(model.keys, parts, strict=True)}
 
 
 class DeviationLoss(torch.nn.modules.loss._Loss):
@@ -57,26 +107,26 @@ class DeviationLoss(torch.nn.modules.loss._Loss):
 
 
 def pgd_native(
-    model: CameraActions, clean: Tensor, reference: Tensor, eps: Tensor, steps: int, step_size: Tensor
+    model: InputActions, clean: Tensor, reference: Tensor, eps: Tensor, steps: int, step_size: Tensor
 ) -> Tensor:
-    """Untargeted L∞ PGD from the clean pixels, batched: row ``r`` gets its own ``eps[r]`` and
-    ``step_size[r]``. Each of ``steps`` iterations moves ``step_size`` along the sign of the gradient
-    of the deviation from ``reference`` (the clean outputs), clips to [0, 1] and projects onto the
-    ε-ball around ``clean``. FGSM is ``steps=1, step_size=eps``. Returns the adversarial pixels.
+    """Untargeted L∞ PGD from the clean inputs, batched: ``eps`` and ``step_size`` broadcast to (N, P),
+    per row (N, 1) or per row and element (N, P; 0 leaves an element alone). Each of ``steps``
+    iterations moves ``step_size`` along the sign of the gradient of the deviation from ``reference``
+    (the clean outputs), clips to the model's bounds and projects onto the ε-ball around ``clean``.
+    FGSM is ``steps=1, step_size=eps``. Returns the adversarial inputs.
     """
-    eps, step_size = eps.reshape(-1, 1), step_size.reshape(-1, 1)
     adversarial = clean
     for _ in range(steps):
         adversarial = adversarial.detach().requires_grad_(True)
         loss = action_deviation(model(adversarial), reference).sum()
         (grad,) = torch.autograd.grad(loss, adversarial)
-        stepped = (adversarial.detach() + step_size * grad.sign()).clamp(0, 1)
+        stepped = (adversarial.detach() + step_size * grad.sign()).clamp(model.lower, model.upper)
         adversarial = clean + torch.maximum(torch.minimum(stepped - clean, eps), -eps)
     return adversarial.detach()
 
 
 def pgd_art(
-    model: CameraActions,
+    model: InputActions,
     clean: Tensor,
     reference: Tensor,
     eps: float,
@@ -84,9 +134,10 @@ def pgd_art(
     step_size: float,
     method: Method = "pgd",
 ) -> Tensor:
-    """The same attack through ART: ``ProjectedGradientDescent`` (``method="pgd"``) or
-    ``FastGradientMethod`` (``"fgsm"``, one step of size ``eps``) on a ``PyTorchRegressor`` wrapping
-    ``model`` with ``DeviationLoss``, no random initialisation, all rows in one batch.
+    """The same attack through ART on every input of ``model`` at one scalar ``eps``:
+    ``ProjectedGradientDescent`` (``method="pgd"``) or ``FastGradientMethod`` (``"fgsm"``, one step
+    of size ``eps``) on a ``PyTorchRegressor`` wrapping ``model`` with ``DeviationLoss``, clipped to
+    [0, 1] when the model holds only cameras, no random initialisation, all rows in one batch.
     """
     from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
     from art.estimators.regression import PyTorchRegressor
@@ -96,7 +147,7 @@ def pgd_art(
         model=model,
         loss=DeviationLoss(),
         input_shape=tuple(clean.shape[1:]),
-        clip_values=(0.0, 1.0),
+        clip_values=model.clip_values,
         device_type="gpu" if device.type == "cuda" else "cpu",
     )
     common = dict(norm=np.inf, eps=eps, num_random_init=0, batch_size=len(clean))
@@ -111,19 +162,20 @@ def pgd_art(
 
 
 def sweep_native(
-    model: CameraActions, epsilons: list[float], steps: int, step_fraction: float, max_rows: int
+    model: InputActions, budgets: Tensor, steps: int, step_fraction: float, max_rows: int
 ) -> Tensor:
-    """Deviation of every frame under the native attack at every ε: shape (len(epsilons), rows).
+    """Deviation of every frame under the native attack at every budget: shape (len(budgets), rows).
 
-    All ε run together as one batch (split into chunks of at most ``max_rows`` rows, whole ε at a
-    time); the step size is ``step_fraction · ε``. The clean reference is computed in the same
-    batch layout, so ε = 0 gives exactly 0 (batch size changes float rounding).
+    ``budgets`` is (B, P), one L∞ budget per element (``InputActions.budget``). All budgets run
+    together as one batch (split into chunks of at most ``max_rows`` rows, whole budgets at a time);
+    the step size is ``step_fraction`` times the budget. The clean reference is computed in the same
+    batch layout, so a zero budget gives exactly 0 (batch size changes float rounding).
     """
-    clean = model.pixels()
+    clean = model.inputs()
     per_chunk = max(1, max_rows // model.rows)
     out = []
-    for start in range(0, len(epsilons), per_chunk):
-        eps = torch.tensor(epsilons[start : start + per_chunk]).repeat_interleave(model.rows)
+    for start in range(0, len(budgets), per_chunk):
+        eps = budgets[start : start + per_chunk].repeat_interleave(model.rows, dim=0)
         repeats = len(eps) // model.rows
         x0 = clean.repeat(repeats, 1)
         with torch.no_grad():
@@ -135,21 +187,79 @@ def sweep_native(
 
 
 def sweep_art(
-    model: CameraActions, epsilons: list[float], steps: int, step_fraction: float, method: Method
+    model: InputActions, epsilons: list[float], steps: int, step_fraction: float, method: Method
 ) -> Tensor:
-    """Deviation of every frame under ART's attack at every ε, one ε after another: (len(epsilons), rows).
+    """Deviation of every frame under ART's attack on every input of ``model`` at every ε, one ε after
+    another: (len(epsilons), rows).
 
     ART refuses a zero step size, so ε = 0 is the clean input (deviation 0) without an attack.
     """
-    clean = model.pixels()
+    clean = model.inputs()
     with torch.no_grad():
         reference = model(clean)
     out = []
     for eps in epsilons:
         if eps == 0:
-            out.append(torch.zeros(model.rows))
+            out.append(torch.zeros(model.rows, device=clean.device))
             continue
         adversarial = pgd_art(model, clean, reference, eps, steps, eps * step_fraction, method)
         with torch.no_grad():
             out.append(action_deviation(model(adversarial), reference))
     return torch.stack(out)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one attack perturbs: the inputs ``keys`` together, at each of ``epsilons`` (attack units)."""
+
+    name: str
+    keys: tuple[str, ...]
+    epsilons: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Attack:
+    """How each target is attacked."""
+
+    implementation: Implementation
+    method: Method
+    steps: int
+    step_fraction: float
+    max_rows: int
+
+
+def sweep_targets(
+    policy: FramePolicy,
+    targets: list[Target],
+    action_std: Tensor,
+    state_std: Tensor | None,
+    attack: Attack,
+) -> dict[str, Tensor]:
+    """Deviation of every frame at every ε of each target: name -> (len(epsilons), rows).
+
+    Native: one ``InputActions`` over every input the targets name, and one batched sweep over all
+    (target, ε) budgets, each distinct budget once (ε = 0 is one budget whatever the target). ART: one
+    model and sweep per target.
+    """
+    if attack.implementation == "art":
+        return {
+            t.name: sweep_art(
+                InputActions(policy, list(t.keys), action_std, state_std),
+                list(t.epsilons),
+                attack.steps,
+                attack.step_fraction,
+                attack.method,
+            )
+            for t in targets
+        }
+    keys = list(dict.fromkeys(k for t in targets for k in t.keys))
+    model = InputActions(policy, keys, action_std, state_std)
+
+    def condition(target: Target, eps: float) -> tuple[frozenset[str], float]:
+        return (frozenset(target.keys) if eps > 0 else frozenset(), eps)
+
+    conditions = list(dict.fromkeys(condition(t, e) for t in targets for e in t.epsilons))
+    budgets = torch.stack([model.budget(tuple(keys), eps) for keys, eps in conditions])
+    swept = sweep_native(model, budgets, attack.steps, attack.step_fraction, attack.max_rows)
+    deviations = dict(zip(conditions, swept, strict=True))
+    return {t.name: torch.stack([deviations[condition(t, e)] for e in t.epsilons]) for t in targets}

@@ -150,7 +150,11 @@ def check_anchors(run: RunLedger, public_key: Path | None) -> AnchorCheck:
     """Check every anchor of ``run`` against the records it covers and, with ``public_key``, its
     signature; say which records no anchor covers. TrustaiUserError when ``public_key`` is given but
     holds no EC public key."""
-    key = load_public_key(public_key) if public_key is not None else None
+    return check_anchors_with(run, load_public_key(public_key) if public_key is not None else None)
+
+
+def check_anchors_with(run: RunLedger, key: ec.EllipticCurvePublicKey | None) -> AnchorCheck:
+    """``check_anchors`` with the public key already loaded (None: signatures not checked)."""
     loaded = (key, key_fingerprint(key)) if key is not None else None
     check = AnchorCheck(anchors=len(run.anchors), keyed=loaded is not None)
     by_seq = {r.seq: r for r in run.records}

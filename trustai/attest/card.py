@@ -10,12 +10,20 @@ The card binds the checkpoint's identity inside the signature (``run``: the run 
 path relative to the run, its step, whether it is the release) and the ledger it cites (``ledger``:
 the path from the card's folder, and the head it saw), so a copied, moved or rolled-back checkpoint
 no longer verifies (trustai.attest.verify).
+
+The card states its gate by the one gate rule (``trustai.core.gate``: pass, warn or blocked), over the
+findings it carries, so it says what ``trustai status``, the dashboard and the trackers say. Its
+training data fingerprint is the run manifest's; when that was pending at start-up, it is the one the
+data stage's dataset check (``provenance.dataset``) verified, citing that evidence, and until then the
+card says it is pending.
 """
 
 import json
 import math
 import os
 import shutil
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +32,8 @@ import yaml
 from trustai import __version__, layout
 from trustai.core.canonical import pretty_json
 from trustai.core.evidence import Stage, utc_now
-from trustai.core.gate import BLOCKING_STATUSES
+from trustai.core.gate import Gate, gate
+from trustai.core.ledger import Record
 from trustai.core.run_record import EvidenceItem
 
 CARD_SCHEMA = "trustai.attest.card/v2"  # v2: the ``run`` identity section
@@ -46,6 +55,94 @@ def _belongs(item: EvidenceItem, step: int | None, release: bool) -> bool:
         or (item.stage == Stage.RELEASE and release)
         or (item.stage in (Stage.TRAIN, Stage.CHECKPOINT) and item.step == step)
     )
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """A card's finding as the gate reads it."""
+
+    check_id: str
+    severity: str
+    status: str
+
+
+def card_gate(findings: list[dict[str, Any]]) -> Gate:
+    """The gate (``trustai.core.gate``) over a card's ``governance.findings``, in the order they were
+    judged."""
+    return gate(_Judged(f["check_id"], f["severity"], f["status"]) for f in findings)
+
+
+class FingerprintState(StrEnum):
+    """How a run's ledger knows its training dataset's fingerprint."""
+
+    RECORDED = "recorded"  # the run manifest's, from start-up
+    VERIFIED = "verified"  # pending at start-up; the dataset check read every byte and confirmed it
+    PENDING = "pending"  # pending at start-up; no dataset check evidence yet
+    UNCONFIRMED = "not verified"  # pending at start-up; the dataset check did not confirm it
+    ABSENT = "not recorded"  # the manifest records none (no dataset, or a run before fingerprints)
+
+
+@dataclass(frozen=True)
+class DatasetFingerprint:
+    """The training dataset's fingerprint as a run's ledger establishes it: ``value`` (None unless
+    ``state`` is recorded or verified), and ``evidence``, the dataset check's evidence record it rests on
+    (verified or not verified; None when the fingerprint is the manifest's or still pending)."""
+
+    value: str | None
+    state: FingerprintState
+    evidence: Record | None = None
+
+
+def training_fingerprint(
+    manifest: dict[str, Any], start: Record | None, evidence: list[EvidenceItem], dataset_check: str
+) -> DatasetFingerprint:
+    """The fingerprint of the training dataset the run ``manifest`` (of the ``run.start`` record
+    ``start``) names: the manifest's own, else, when it was pending at start-up, the one that
+    ``dataset_check``'s latest data-stage evidence since that start verified (among ``evidence``, in
+    ledger order). Tolerates an edited payload: what cannot be read is not verified."""
+    dataset = manifest.get("dataset") or {}
+    recorded = dataset.get("fingerprint")
+    if recorded is not None:
+        return DatasetFingerprint(recorded, FingerprintState.RECORDED)
+    if not ((dataset.get("digests") or {}).get("sources") or {}).get("pending"):
+        return DatasetFingerprint(None, FingerprintState.ABSENT)
+    after = start.seq if start else 0
+    checked = [
+        i.record
+        for i in evidence
+        if i.stage == Stage.DATA and i.payload.get("audit") == dataset_check and i.record.seq > after
+    ]
+    if not checked:
+        return DatasetFingerprint(None, FingerprintState.PENDING)
+    latest = checked[-1]
+    payload = latest.payload
+    rows = (payload.get("tables") or {}).get("fingerprint") or [{}]
+    verified = (rows[0] if isinstance(rows, list) and isinstance(rows[0], dict) else {}).get("verified")
+    measured = (payload.get("metrics") or {}).get("fingerprint_verified") is True
+    if payload.get("error") is None and measured and isinstance(verified, str) and verified:
+        return DatasetFingerprint(verified, FingerprintState.VERIFIED, latest)
+    return DatasetFingerprint(None, FingerprintState.UNCONFIRMED, latest)
+
+
+def _training_data(
+    manifest: dict[str, Any], start: Record | None, chosen: list[EvidenceItem], dataset_check: str
+) -> dict[str, Any]:
+    """The card's ``training_data``: the dataset and its fingerprint (``training_fingerprint``), citing
+    ``run.start`` and, when the fingerprint was pending at start-up, ``dataset_check``'s evidence
+    (``fingerprint_record``); a fingerprint not verified is said in words."""
+    found = training_fingerprint(manifest, start, chosen, dataset_check)
+    stated = {
+        FingerprintState.PENDING: f"pending: verified by {dataset_check}",
+        FingerprintState.UNCONFIRMED: f"not verified: {dataset_check} did not confirm it",
+    }
+    section = {
+        "dataset": (manifest.get("dataset") or {}).get("id"),
+        "fingerprint": stated.get(found.state, found.value),
+        "record": start.cite() if start else None,
+    }
+    if found.evidence is not None:
+        section["fingerprint_record"] = found.evidence.cite()
+    return section
 
 
 def _policy_summary(config_path: Path) -> dict[str, Any]:
@@ -91,8 +188,11 @@ def _privacy_section(chosen: list[EvidenceItem]) -> dict[str, Any] | None:
     }
 
 
-def build_card(gov: Any, checkpoint_dir: Path, *, step: int | None, release: bool) -> dict[str, Any]:
-    """Return the card.json content for ``checkpoint_dir`` from the run's ledger."""
+def build_card(
+    gov: Any, checkpoint_dir: Path, *, step: int | None, release: bool, dataset_check: str
+) -> dict[str, Any]:
+    """Return the card.json content for ``checkpoint_dir`` from the run's ledger; ``dataset_check`` names
+    the audit whose data-stage evidence verifies a fingerprint pending at start-up."""
     run = gov.recorded()
     start, manifest = run.start, run.manifest
     chosen = [item for item in run.evidence if _belongs(item, step, release)]
@@ -125,9 +225,8 @@ def build_card(gov: Any, checkpoint_dir: Path, *, step: int | None, release: boo
                 }
                 | {"record": fi.cite()}
             )
-    blocking = [f for f in findings if f["severity"] == "block" and f["status"] in BLOCKING_STATUSES]
+    decided = card_gate(findings)
     head = run.head
-    dataset = manifest.get("dataset", {})
     return {
         "schema": CARD_SCHEMA,
         "created": utc_now(),
@@ -153,11 +252,7 @@ def build_card(gov: Any, checkpoint_dir: Path, *, step: int | None, release: boo
             "primary_users": PROVIDER_TODO,
             "out_of_scope": PROVIDER_TODO,
         },
-        "training_data": {
-            "dataset": dataset.get("id"),
-            "fingerprint": dataset.get("fingerprint"),
-            "record": start.cite() if start else None,
-        },
+        "training_data": _training_data(manifest, start, chosen, dataset_check),
         "training": {
             "seed": manifest.get("seed"),
             "config": manifest.get("train_config"),
@@ -168,8 +263,9 @@ def build_card(gov: Any, checkpoint_dir: Path, *, step: int | None, release: boo
         "governance": {
             "policy_pack": start.payload["policy_pack"] | {"checks": None} if start else None,
             "findings": findings,
-            "gate": "blocked" if blocking else "pass",
-            "blocking": [f["check_id"] for f in blocking],
+            "gate": decided.verdict.value,
+            "blocking": list(decided.blocking),
+            "warnings": list(decided.warnings),
         },
         "considerations": {
             "limitations": [f"{f['check_id']}: {f['message']}" for f in findings if f["status"] != "pass"],
@@ -228,7 +324,10 @@ def model_index_metrics(card: dict[str, Any]) -> list[dict[str, Any]]:
 def render_readme(card: dict[str, Any]) -> str:
     """Return the Hugging Face README.md (front matter with model-index) for a card."""
     details = card["model_details"]
-    dataset = card["training_data"]["dataset"] or "unknown"
+    data = card["training_data"]
+    dataset = data["dataset"] or "unknown"
+    verified = data.get("fingerprint_record")
+    verified_by = f" (ledger record {verified['seq']})" if verified else ""
     front = {
         "library_name": "lerobot",
         "pipeline_tag": "robotics",
@@ -278,7 +377,7 @@ def render_readme(card: dict[str, Any]) -> str:
         "",
         "## Training data",
         "",
-        f"Dataset `{dataset}`, fingerprint `{card['training_data']['fingerprint']}`.",
+        f"Dataset `{dataset}`, fingerprint `{data['fingerprint'] or 'not recorded'}`{verified_by}.",
         "",
     ]
     if card.get("privacy"):
@@ -287,10 +386,11 @@ def render_readme(card: dict[str, Any]) -> str:
 
 
 def write_card(
-    gov: Any, checkpoint_dir: Path, *, step: int | None, release: bool
+    gov: Any, checkpoint_dir: Path, *, step: int | None, release: bool, dataset_check: str
 ) -> tuple[Path, dict[str, Any]]:
-    """Write card.json, README.md and copies of the cited evidence and artifacts into the checkpoint."""
-    card = build_card(gov, checkpoint_dir, step=step, release=release)
+    """Write card.json, README.md and copies of the cited evidence and artifacts into the checkpoint
+    (``dataset_check``: see ``build_card``)."""
+    card = build_card(gov, checkpoint_dir, step=step, release=release, dataset_check=dataset_check)
     card_dir = layout.card_dir(checkpoint_dir)
     if card_dir.exists():
         shutil.rmtree(card_dir)

@@ -2,7 +2,8 @@
 citations against the ledger, the evidence files against their records, the ledger chain and its
 signed anchors, and the checkpoint's identity (the run, place and step its card binds, and that its
 card is the latest the ledger holds for it). ``verify_ledger``: the verdict over a run's ledger alone
-(``trustai ledger verify`` and reports)."""
+(``trustai ledger verify`` and reports). Verifying several checkpoints of one run (a report, the
+dashboard, ``trustai audit --all``) walks its ledger once (``trustai.attest.verified_ledger``)."""
 
 import json
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 from trustai import layout
 from trustai.attest.anchor import AnchorCheck, check_anchors
 from trustai.attest.card import checkpoint_ref
+from trustai.attest.verified_ledger import VerifiedLedger, read_verified
 from trustai.core.canonical import digest, file_sha256
 from trustai.core.ledger import Ledger
 from trustai.core.run_record import RunLedger
@@ -138,13 +140,14 @@ def _card_problem(card: Any) -> str | None:
     return None
 
 
-def _check_citations(ledger: Ledger, card: dict, check: VerifyStep) -> None:
-    """Every record the card cites is in the ledger with the cited hash, and the card itself is recorded."""
+def _check_citations(ledger: VerifiedLedger, card: dict, check: VerifyStep) -> str | None:
+    """Every record the card cites is in the ledger with the cited hash, and the card itself is recorded.
+    Returns the card's digest (None when it cannot be hashed)."""
     cited = [e["record"] for e in card["evidence"]] + [f["record"] for f in card["governance"]["findings"]]
     if card["ledger"]["head"]:
         cited.append(card["ledger"]["head"])
     for ref in cited:
-        rec = ledger.get(ref["seq"])
+        rec = ledger.records.get(ref["seq"])
         if rec is None:
             check.problems.append(f"card cites ledger record {ref['seq']}, which is missing")
         elif rec.hash != ref["hash"]:
@@ -156,14 +159,15 @@ def _check_citations(ledger: Ledger, card: dict, check: VerifyStep) -> None:
         card_digest = digest(card)
     except ValueError as exc:
         check.problems.append(f"{layout.MODEL_CARD}: cannot be hashed ({exc})")
-        return
+        return None
     # Governance.seal records each card after signing it; without that record a truncated ledger tail
     # (or a card that never went through the ledger) would pass.
-    if not any(r.payload.get("card_digest") == card_digest for r in RunLedger.read(ledger).cards):
+    if not any(r.payload.get("card_digest") == card_digest for r in ledger.run.cards):
         check.problems.append(f"{layout.MODEL_CARD}: no ledger card record matches this card")
+    return card_digest
 
 
-def _check_evidence(ledger: Ledger, card: dict, card_dir: Path, check: VerifyStep) -> None:
+def _check_evidence(ledger: VerifiedLedger, card: dict, card_dir: Path, check: VerifyStep) -> None:
     """Each cited evidence file equals its ledger record; each artifact is inside the card folder and
     matches its sha256."""
     for item in card["evidence"]:
@@ -174,7 +178,7 @@ def _check_evidence(ledger: Ledger, card: dict, card_dir: Path, check: VerifySte
             )
             continue
         shown = f"{layout.TRUSTAI_DIR}/{_shown(item['file'])}"
-        rec = ledger.get(item["record"]["seq"])
+        rec = ledger.records.get(item["record"]["seq"])
         try:
             ok = rec is None or digest(_load_json(path)) == rec.payload_sha256
         except ValueError as exc:
@@ -210,9 +214,12 @@ def _recorded_location(run_dir: Path, recorded: str) -> Path | None:
         return None
 
 
-def _check_identity(folder: Path, card: dict, run: RunLedger, check: VerifyStep) -> None:
-    """The card belongs to the ledger's run, sits where and at the step it was sealed, and is the
-    latest card the anchored ledger holds for this folder (else: copied, moved or rolled back)."""
+def _check_identity(
+    folder: Path, card: dict, card_digest: str | None, run: RunLedger, check: VerifyStep
+) -> None:
+    """The card (whose digest is ``card_digest``, None when it cannot be hashed) belongs to the ledger's
+    run, sits where and at the step it was sealed, and is the latest card the anchored ledger holds for
+    this folder (else: copied, moved or rolled back)."""
     ident = card.get("run")
     if not (
         isinstance(ident, dict)
@@ -249,9 +256,7 @@ def _check_identity(folder: Path, card: dict, run: RunLedger, check: VerifyStep)
         named_step is not None and folder.name == layout.MODEL_DIR and named_step != step
     ):
         check.problems.append(f"{here}: its card says step {step}, which is not this checkpoint's step")
-    try:
-        card_digest = digest(card)
-    except ValueError:
+    if card_digest is None:
         return  # named by the citations step: a card that cannot be hashed matches no card record
     latest = run.cards_of(folder, anchored=True)
     if latest and latest[-1].payload.get("card_digest") != card_digest:
@@ -306,17 +311,18 @@ def _check_card(folder: Path, card: dict, public_key: Path | None, report: Verif
         return
     report.ledger = ledger.path
     try:
-        chain.problems += ledger.verify().problems
-        _check_citations(ledger, card, cites)
-        _check_evidence(ledger, card, card_dir, files)
-        run = RunLedger.read(ledger)
+        verified = read_verified(ledger)
     except TrustaiUserError as exc:  # a ledger too damaged to read records from
+        chain.problems += ledger.verify().problems
         cites.problems.append(str(exc))
         return
     finally:
         ledger.close()
-    report.steps.append(_anchor_step(check_anchors(run, public_key)))
-    _check_identity(folder, card, run, identity)
+    chain.problems += verified.chain.problems
+    card_digest = _check_citations(verified, card, cites)
+    _check_evidence(verified, card, card_dir, files)
+    report.steps.append(_anchor_step(verified.anchors(public_key)))
+    _check_identity(folder, card, card_digest, verified.run, identity)
     report.steps.append(identity)
 
 
@@ -412,11 +418,13 @@ def verify_ledger(ledger_path: Path, public_key: Path | None) -> LedgerVerdict:
     and the cards on disk that cite it. Raises TrustaiUserError when the file is no ledger or the key
     no EC public key."""
     with Ledger(ledger_path, create=False) as ledger:
-        report = ledger.verify()
         try:
-            run = RunLedger.read(ledger)
+            verified = read_verified(ledger)
         except TrustaiUserError as exc:
-            run = RunLedger(layout.run_dir_of(ledger.path), ledger.path, [])
+            report = ledger.verify()
             report.problems.append(str(exc))
-    anchors = check_anchors(run, public_key)
+            run = RunLedger(layout.run_dir_of(ledger.path), ledger.path, [])
+            anchors = check_anchors(run, public_key)
+        else:
+            report, run, anchors = verified.chain, verified.run, verified.anchors(public_key)
     return LedgerVerdict(ledger.path, report.records, report.problems, anchors, _dangling_citations(run))

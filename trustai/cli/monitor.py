@@ -4,20 +4,27 @@
 post-market record of a governed run: it runs the run's monitor-stage checks on a current dataset,
 with the run's own training data as the reference, and appends the stage event, evidence and
 findings to the run's ledger, then anchors them with the run's signing key (an anchored run is never
-left with records no signature covers: without the key, monitoring refuses before it writes).
+left with records no signature covers: without the key, monitoring refuses before it writes). The
+run's training data must still have the fingerprint the run recorded, or, when that was pending at
+start-up, the one ``provenance.dataset`` verified; with neither, that comparison is inconclusive and
+says why.
 """
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trustai import layout
+from trustai.attest.card import FingerprintState, training_fingerprint
 from trustai.attest.keys import default_key_paths, resolve_signing_key
-from trustai.core.evidence import Evidence, Finding, InputProvenance, Stage
+from trustai.core.evidence import Evidence, Finding, InputProvenance, Stage, Status
+from trustai.core.ledger import Record
 from trustai.core.run_record import RunLedger
 from trustai.errors import TrustaiUserError
 from trustai.governance import Governance
+from trustai.lerobot.dataset_digests import VERIFYING_AUDIT
 from trustai.lerobot.datasets import dataset_fingerprint, open_dataset_meta
 from trustai.packs import Check, PolicyPack, load_pack
 from trustai.runtime.executor import AuditJob
@@ -94,16 +101,64 @@ def _anchoring_key(run: RunLedger, key: Path | None) -> Path | None:
     return chosen
 
 
-def training_dataset(manifest: dict[str, Any]) -> tuple[Path | None, str | None]:
-    """The training dataset folder recorded in a run manifest (LeRobot train config), and its
-    fingerprint; None for what the manifest does not say."""
+def training_dataset(manifest: dict[str, Any]) -> Path | None:
+    """The training dataset folder recorded in a run manifest (LeRobot train config); None when the
+    manifest does not say."""
     config = ((manifest.get("train_config") or {}).get("dataset")) or {}
     root = config.get("root")
     if root is None and config.get("repo_id"):
         from lerobot.utils.constants import HF_LEROBOT_HOME
 
         root = HF_LEROBOT_HOME / config["repo_id"]
-    return (Path(root) if root else None), (manifest.get("dataset") or {}).get("fingerprint")
+    return Path(root) if root else None
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """Whether the reference is the run's training data: ``status`` pass (its fingerprint is the one the
+    run recorded, or verified when it was pending at start-up) or inconclusive (the run has no trusted
+    fingerprint to compare with), ``message`` in words, and ``record`` the ledger record the compared
+    fingerprint comes from (run.start, or the verifying evidence)."""
+
+    status: Status
+    message: str
+    record: Record | None
+
+
+def check_reference(run: RunLedger, reference: Path) -> ReferenceCheck:
+    """Compare ``reference`` with the fingerprint the run's ledger establishes for its training data
+    (``trustai.attest.card.training_fingerprint``: the manifest's, else the one ``provenance.dataset``
+    verified). Raises TrustaiUserError when they differ; inconclusive, saying why, when there is none."""
+    found = training_fingerprint(run.manifest, run.start, run.evidence, VERIFYING_AUDIT)
+    record = found.evidence or run.start
+    if found.value is None:
+        unverified = {
+            FingerprintState.PENDING: f"no {VERIFYING_AUDIT} evidence verified it",
+            FingerprintState.UNCONFIRMED: f"{VERIFYING_AUDIT} did not confirm it",
+        }
+        why = unverified.get(found.state)
+        why = f"was pending at start-up and {why}" if why else "was not recorded"
+        message = f"not compared with the training data: the run's training-data fingerprint {why}"
+        return ReferenceCheck(Status.INCONCLUSIVE, message, record)
+    verified = found.state == FingerprintState.VERIFIED
+    how = f"verified by {VERIFYING_AUDIT}" if verified else "recorded at start-up"
+    source = f"{how} (ledger record {record.seq})" if record else how
+    if dataset_fingerprint(reference) != found.value:
+        raise TrustaiUserError(
+            f"the training dataset changed since the run: its fingerprint differs from the one {source}",
+            where=str(reference),
+            fix="restore the exact training data, or pass --reference to compare with another dataset",
+        )
+    return ReferenceCheck(Status.PASS, f"the training data, unchanged: fingerprint {source}", record)
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """What ``monitor_run`` found: the monitor-stage findings (recorded in the ledger), and whether the
+    reference was checked to be the run's training data (None when the caller chose the reference)."""
+
+    findings: list[Finding]
+    reference: ReferenceCheck | None
 
 
 def monitor_run(
@@ -113,15 +168,16 @@ def monitor_run(
     reference: Path | None = None,
     pack: str | None = None,
     key: Path | None = None,
-) -> list[Finding]:
+) -> Monitoring:
     """Run the monitor-stage checks of a governed run on ``current``, record them in its ledger and
     anchor them with ``key`` (default: trustai's default signing key, when there is one).
 
     The pack is the one recorded at the run's latest start unless ``pack`` names another. The reference
-    is the run's training dataset unless ``reference`` is given; a recorded training dataset must
-    still match its recorded fingerprint. Raises TrustaiUserError when the run, its training data or
-    monitor checks cannot be found, the training data changed since the run, or the run's ledger is
-    anchored and its signing key is not at hand.
+    is the run's training dataset unless ``reference`` is given; that dataset must still match the
+    fingerprint the run recorded, or verified when it was pending at start-up (``check_reference``; with
+    neither, the comparison is inconclusive and says why). Raises TrustaiUserError when the run, its
+    training data or monitor checks cannot be found, the training data changed since the run, or the
+    run's ledger is anchored and its signing key is not at hand.
     """
     run_dir = Path(run_dir)
     run = _recorded_run(run_dir)
@@ -140,25 +196,23 @@ def monitor_run(
             f"policy pack {policy.name!r} has no monitor-stage checks",
             fix="pass --pack with a pack that has checks at stage: monitor (e.g. drift.features)",
         )
+    checked = None
     if reference is None:
-        reference, fingerprint = training_dataset(run.manifest)
+        reference = training_dataset(run.manifest)
         if reference is None:
             raise TrustaiUserError(
                 "the run's ledger does not say where its training dataset is",
                 where=str(run_dir),
                 fix="pass --reference with the training dataset folder",
             )
-        if fingerprint and dataset_fingerprint(reference) != fingerprint:
-            raise TrustaiUserError(
-                "the training dataset changed since the run: its fingerprint differs from the recorded one",
-                where=str(reference),
-                fix="restore the exact training data, or pass --reference to compare with another dataset",
-            )
-    open_dataset_meta(reference)
+        open_dataset_meta(reference)
+        checked = check_reference(run, reference)
+    else:
+        open_dataset_meta(reference)
     inputs = InputProvenance(dataset=str(current), dataset_fingerprint=dataset_fingerprint(current))
     governance = Governance(run_dir, policy, signing_key=signing_key)
     try:
-        return governance.run_stage(
+        findings = governance.run_stage(
             Stage.MONITOR,
             step=len(run.stages(Stage.MONITOR)) + 1,
             checks=checks,
@@ -171,3 +225,4 @@ def monitor_run(
             governance.anchor("trustai monitor")
         finally:
             governance.close()
+    return Monitoring(findings, checked)

@@ -28,6 +28,11 @@ def cache_dir() -> Path:
     return Path(base) / "trustai"
 
 
+def _key(path: Path) -> str:
+    # os.path, not Path.absolute(): a start-up looks up every large file of the dataset.
+    return os.path.abspath(path)
+
+
 def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -57,7 +62,7 @@ class DigestCache:
                 for path, st in files:
                     row = db.execute(
                         "SELECT dev, ino, size, mtime_ns, ctime_ns, sha256 FROM digests WHERE path = ?",
-                        (str(Path(path).absolute()),),
+                        (_key(path),),
                     ).fetchone()
                     if row is not None and tuple(row[:5]) == _identity(st):
                         found[path] = row[5]
@@ -72,7 +77,7 @@ class DigestCache:
         the cache could not be written (nothing else happens)."""
         if not entries:
             return True
-        rows = [(str(Path(p).absolute()), *_identity(st), sha) for p, st, sha in entries]
+        rows = [(_key(p), *_identity(st), sha) for p, st, sha in entries]
         try:
             db = self._connect()
             try:

@@ -1,5 +1,11 @@
 """The evidence ledger: an append-only, hash-chained record of every stage event, evidence and
-finding of a run, in SQLite (WAL, fsync on every commit).
+finding of a run, in SQLite (fsync on every commit).
+
+While a writer has it open the database is in WAL mode, so readers (the dashboard, ``trustai status``)
+read a live run beside it; a writer that closes cleanly switches it back to a rollback journal, so a
+finished run's ledger is one plain file that read-only commands open without SQLite adding its
+``-wal``/``-shm`` side files to the run folder. A writer that crashed leaves its WAL behind: readers
+still see every committed record through it, and the next writer to close cleanly folds it in.
 
 Each record's hash covers its sequence number, time, kind, stage, the sha256 of its canonical JSON
 payload and the previous record's hash, so an edited, deleted, inserted or reordered record breaks
@@ -16,7 +22,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +144,61 @@ def _field_problem(values: dict[str, object]) -> str | None:
     return None
 
 
+@dataclass
+class ChainWalk:
+    """The hash chain walked record by record: the rows walked so far (as stored), their records, and
+    each problem found. ``extend`` walks rows appended after them without walking the earlier ones
+    again; the result is the same as walking all rows at once."""
+
+    rows: list[tuple] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    _prev: str | None = GENESIS  # the hash the next record must chain to; None: cannot be checked
+    _expected_seq: int = 1
+
+    def copy(self) -> "ChainWalk":
+        """An independent copy, to be extended without changing this walk."""
+        return replace(self, rows=list(self.rows), records=list(self.records), problems=list(self.problems))
+
+    def report(self, path: Path) -> LedgerReport:
+        """The verdict over the rows walked so far, of the ledger at ``path``."""
+        return LedgerReport(path, len(self.rows), list(self.problems))
+
+    def extend(self, rows: list[tuple]) -> None:
+        """Re-hash each of ``rows`` (the stored rows after those walked so far, in seq order) and check
+        that it chains to the record before it; name each record that does not hold."""
+        for row in rows:
+            self._walk(row)
+        self.rows += rows
+        self.records += [_record(r) for r in rows]
+
+    def _walk(self, row: tuple) -> None:
+        seq, ts, kind, stage, payload, payload_sha, prev_hash, h = row
+        if not isinstance(seq, int) or not 0 < seq <= _MAX_SEQ:
+            self.problems.append(f"record {seq!r}: sequence number out of range (edited or corrupt)")
+            self._prev, self._expected_seq = None, self._expected_seq + 1
+            return
+        name = f"record {seq} ({'?' if _field_problem({'kind': kind}) else kind})"
+        if seq != self._expected_seq:
+            self.problems.append(
+                f"{name}: expected sequence number {self._expected_seq} (deleted or reordered)"
+            )
+        self._expected_seq = seq + 1
+        fields = {"ts": ts, "kind": kind, "stage": stage, "payload": payload}
+        damaged = _field_problem(fields | {"payload_sha256": payload_sha, "prev_hash": prev_hash, "hash": h})
+        if damaged:
+            self.problems.append(f"{name}: {damaged} (edited or corrupt)")
+            self._prev = None  # the next record cannot be checked against this one; do not blame it
+            return
+        if sha256_hex(payload.encode("utf-8")) != payload_sha:
+            self.problems.append(f"{name}: payload was edited (sha256 mismatch)")
+        if self._prev is not None and prev_hash != self._prev:
+            self.problems.append(f"{name}: does not chain to the record before it (deleted or reordered)")
+        if record_hash(seq, ts, kind, stage, payload_sha, prev_hash) != h:
+            self.problems.append(f"{name}: header was edited (hash mismatch)")
+        self._prev = h
+
+
 class Ledger:
     """An append-only hash chain in one SQLite file. Safe to share between threads and processes."""
 
@@ -150,6 +211,7 @@ class Ledger:
                 fix="point at a run folder written by a governed training run or trustai audit",
             )
         self._lock = threading.Lock()
+        self._writer = create
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,8 +241,17 @@ class Ledger:
             ) from None
 
     def close(self) -> None:
-        """Close the database connection."""
-        self._db.close()
+        """Close the database connection. A writer first switches the database out of WAL mode when no
+        other connection has it open (else the last writer to close does), so readers of the finished
+        ledger add no side files; with another connection open it stays WAL, which readers read too."""
+        with self._lock:
+            if self._writer:
+                try:
+                    self._db.execute("PRAGMA busy_timeout=0")  # another connection open: leave it WAL now
+                    self._db.execute("PRAGMA journal_mode=DELETE")
+                except sqlite3.Error:
+                    pass  # still a consistent WAL database; closing must not fail a run over it
+            self._db.close()
 
     def __enter__(self) -> "Ledger":
         return self
@@ -232,17 +303,19 @@ class Ledger:
                 raise
         return Record(seq, ts, kind.value, stage, json.loads(body), payload_sha, prev, h)
 
-    def _rows(self, where: str = "", args: tuple = ()) -> list[Record]:
+    def _fetch(self, where: str = "", args: tuple = ()) -> list[tuple]:
         try:
             with self._lock:
-                rows = self._db.execute(f"{_SELECT} {where} ORDER BY seq", args).fetchall()
+                return self._db.execute(f"{_SELECT} {where} ORDER BY seq", args).fetchall()
         except (*_UNREADABLE, OverflowError) as exc:
             raise TrustaiUserError(
                 f"ledger cannot be read ({exc})",
                 where=str(self.path),
                 fix="run `trustai ledger verify` on the run; a damaged ledger cannot be trusted",
             ) from None
-        return [_record(r) for r in rows]
+
+    def _rows(self, where: str = "", args: tuple = ()) -> list[Record]:
+        return [_record(r) for r in self._fetch(where, args)]
 
     def records(self, kind: RecordKind | None = None) -> list[Record]:
         """Return all records in order, or only those of ``kind``."""
@@ -258,44 +331,18 @@ class Ledger:
         rows = self._rows("WHERE seq = (SELECT MAX(seq) FROM records)")
         return rows[0] if rows else None
 
+    def stored_rows(self) -> list[tuple]:
+        """Every record as stored (its raw column values, in seq order), read in one statement: one
+        consistent state of the ledger. TrustaiUserError when the file cannot be read."""
+        return self._fetch()
+
     def verify(self) -> LedgerReport:
         """Re-hash every record and walk the chain; name each record that does not hold."""
-        report = LedgerReport(self.path)
         try:
             with self._lock:
                 rows = self._db.execute(f"{_SELECT} ORDER BY seq").fetchall()
         except _UNREADABLE as exc:
-            report.problems.append(f"ledger file is corrupt: {exc}")
-            return report
-        report.records = len(rows)
-        prev: str | None = GENESIS
-        expected_seq = 1
-        for seq, ts, kind, stage, payload, payload_sha, prev_hash, h in rows:
-            if not isinstance(seq, int) or not 0 < seq <= _MAX_SEQ:
-                report.problems.append(f"record {seq!r}: sequence number out of range (edited or corrupt)")
-                prev, expected_seq = None, expected_seq + 1
-                continue
-            name = f"record {seq} ({'?' if _field_problem({'kind': kind}) else kind})"
-            if seq != expected_seq:
-                report.problems.append(
-                    f"{name}: expected sequence number {expected_seq} (deleted or reordered)"
-                )
-            expected_seq = seq + 1
-            fields = {"ts": ts, "kind": kind, "stage": stage, "payload": payload}
-            damaged = _field_problem(
-                fields | {"payload_sha256": payload_sha, "prev_hash": prev_hash, "hash": h}
-            )
-            if damaged:
-                report.problems.append(f"{name}: {damaged} (edited or corrupt)")
-                prev = None  # the next record cannot be checked against this one; do not blame it
-                continue
-            if sha256_hex(payload.encode("utf-8")) != payload_sha:
-                report.problems.append(f"{name}: payload was edited (sha256 mismatch)")
-            if prev is not None and prev_hash != prev:
-                report.problems.append(
-                    f"{name}: does not chain to the record before it (deleted or reordered)"
-                )
-            if record_hash(seq, ts, kind, stage, payload_sha, prev_hash) != h:
-                report.problems.append(f"{name}: header was edited (hash mismatch)")
-            prev = h
-        return report
+            return LedgerReport(self.path, problems=[f"ledger file is corrupt: {exc}"])
+        walk = ChainWalk()
+        walk.extend(rows)
+        return walk.report(self.path)

@@ -27,13 +27,14 @@ from typing import Any
 
 from trustai.core.canonical import file_sha256
 from trustai.core.digest_cache import DigestCache
-from trustai.lerobot.datasets import dataset_fingerprint
+from trustai.lerobot.datasets import INFO_PATH, content_files, dataset_fingerprint, open_dataset_meta
 
 VERIFYING_AUDIT = "provenance.dataset"  # the audit that re-reads every byte (trustai.audits.provenance)
 SMALL_FILE = 1 << 20  # bytes read at start-up per file at most: metadata and small frame files
 CLAIM_SOURCES = ("hashed", "hub-blob", "hub-download", "digest-cache", "pending")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HUB_REPO = re.compile(r"(datasets|models|spaces)--.+")
+_DOWNLOADS = Path(".cache", "huggingface", "download")  # under a snapshot_download(local_dir=...) folder
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,11 @@ class DigestCheck:
     mismatches: list[dict[str, Any]]
 
 
-def _content_files(root: Path) -> list[Path]:
-    """The files ``dataset_fingerprint`` covers, in its order (it asks for their digests in turn)."""
-    listed: list[Path] = []
-
-    def note(path: Path) -> str:
-        listed.append(path)
-        return ""
-
-    dataset_fingerprint(root, file_digest=note)
-    return listed
+def _content_files(root: Path) -> list[tuple[str, Path]]:
+    """The files ``dataset_fingerprint`` asks digests for, in its order: every content file but the
+    info.json it reads itself (the dataset's metadata is checked first)."""
+    open_dataset_meta(root)
+    return [(rel, path) for rel, path in content_files(root) if rel != INFO_PATH]
 
 
 def hub_blob_sha256(path: Path) -> str | None:
@@ -110,12 +106,11 @@ def hub_blob_sha256(path: Path) -> str | None:
     return target.name
 
 
-def hub_download_sha256(root: Path, path: Path, st: os.stat_result) -> str | None:
-    """The LFS sha256 that ``snapshot_download(local_dir=root)`` recorded for ``path``, when its metadata
-    (``root/.cache/huggingface/download/<file>.metadata``: commit, etag, time) is no older than the file
-    (huggingface_hub's own rule); else None."""
-    rel = path.relative_to(root).as_posix()
-    meta = root / ".cache" / "huggingface" / "download" / f"{rel}.metadata"
+def hub_download_sha256(root: Path, rel: str, st: os.stat_result) -> str | None:
+    """The LFS sha256 that ``snapshot_download(local_dir=root)`` recorded for the file at ``rel`` (its
+    path under ``root``), when its metadata (``root/.cache/huggingface/download/<rel>.metadata``: commit,
+    etag, time) is no older than the file (huggingface_hub's own rule); else None."""
+    meta = root / _DOWNLOADS / f"{rel}.metadata"
     try:
         lines = meta.read_text(encoding="utf-8").splitlines()
         etag, timestamp = lines[1].strip(), float(lines[2])
@@ -133,18 +128,18 @@ def claim_digests(
     ``fast`` off every file is read, as ``dataset_fingerprint`` does. Reads at most ``small`` bytes
     per file when ``fast``."""
     root = Path(root)
-    files = [(p, p.stat()) for p in _content_files(root)]
-    large = [(p, st) for p, st in files if st.st_size >= small]
+    files = [(rel, p, p.stat()) for rel, p in _content_files(root)]
+    large = [(p, st) for _, p, st in files if st.st_size >= small]
     cached = (cache or DigestCache()).lookup(large) if fast else {}
+    downloaded = (root / _DOWNLOADS).is_dir()
     claims: dict[Path, FileDigest] = {}
-    for path, st in files:
-        rel = path.relative_to(root).as_posix()
+    for rel, path, st in files:
         found: tuple[str | None, str]
         if not fast or st.st_size < small:
             found = (file_sha256(path), "hashed")
         elif sha := hub_blob_sha256(path):
             found = (sha, "hub-blob")
-        elif sha := hub_download_sha256(root, path, st):
+        elif downloaded and (sha := hub_download_sha256(root, rel, st)):
             found = (sha, "hub-download")
         elif path in cached:
             found = (cached[path], "digest-cache")
@@ -193,22 +188,23 @@ def verify_digests(
     compare each file with its claim in ``claimed``, and remember the digests of files of at least
     ``small`` bytes in ``cache`` (default: the user's), so the next start can claim them."""
     root = Path(root)
-    paths = _content_files(root)
+    listed = _content_files(root)
+    paths = [path for _, path in listed]
     workers = max(1, threads or min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trustai-rehash") as pool:
         hashed = dict(zip(paths, pool.map(_hash_stable, paths), strict=True))
     claims = {f.path: f for f in (claimed.files if claimed else ())}
     mismatches: list[dict[str, Any]] = []
     verified: Counter[str] = Counter()
-    for path, (_, sha) in hashed.items():
-        rel = path.relative_to(root).as_posix()
+    for rel, path in listed:
+        sha = hashed[path][1]
         claim = claims.get(rel)
         if claimed is not None and (claim is None or sha is None or claim.sha256 not in (None, sha)):
             source, digest = (claim.source, claim.sha256) if claim else (None, None)
             mismatches.append({"path": rel, "source": source, "claimed": digest, "actual": sha})
         elif claim is not None:
             verified[claim.source] += 1
-    for rel in sorted(set(claims) - {p.relative_to(root).as_posix() for p in paths}):
+    for rel in sorted(set(claims) - {rel for rel, _ in listed}):
         gone = claims[rel]
         mismatches.append({"path": rel, "source": gone.source, "claimed": gone.sha256, "actual": None})
     read = {p: (st, sha) for p, (st, sha) in hashed.items() if st is not None and sha is not None}

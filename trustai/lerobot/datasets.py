@@ -219,10 +219,19 @@ def resolve_dataset_root(dataset: Any) -> Path:
     return Path(root)
 
 
-def _content_files(root: Path) -> list[Path]:
-    return sorted(
-        p for d in CONTENT_DIRS if (root / d).is_dir() for p in (root / d).rglob("*") if p.is_file()
-    )
+def content_files(root: Path) -> list[tuple[str, Path]]:
+    """Every file under data/, meta/ and videos/ (links followed to files, not into folders), as its path
+    relative to ``root`` in POSIX form and its full path, in the fingerprint's order (by path parts)."""
+    found: list[tuple[str, Path]] = []
+    for top in CONTENT_DIRS:
+        # os.walk and string paths, not rglob and relative_to: start-up lists every file of the dataset,
+        # and pathlib costs about a millisecond per file there.
+        for folder, _, names in os.walk(root / top):
+            rel = os.path.relpath(folder, root).replace(os.sep, "/")
+            found += [
+                (f"{rel}/{n}", Path(folder, n)) for n in names if os.path.isfile(os.path.join(folder, n))
+            ]
+    return sorted(found, key=lambda item: item[0].split("/"))
 
 
 def dataset_fingerprint(root: Path | str, file_digest: Callable[[Path], str] = file_sha256) -> str:
@@ -237,11 +246,7 @@ def dataset_fingerprint(root: Path | str, file_digest: Callable[[Path], str] = f
     root = Path(root)
     open_dataset_meta(root)
     info = json.loads((root / INFO_PATH).read_text(encoding="utf-8"))
-    files = [
-        [p.relative_to(root).as_posix(), file_digest(p)]
-        for p in _content_files(root)
-        if p.relative_to(root).as_posix() != INFO_PATH
-    ]
+    files = [[rel, file_digest(path)] for rel, path in content_files(root) if rel != INFO_PATH]
     return digest({"info": info, "files": files})
 
 

@@ -15,7 +15,11 @@ def monitor(
     run_dir: Annotated[Path, typer.Argument(help="folder of a governed run (holds trustai/ledger.sqlite)")],
     current: Annotated[Path, typer.Option(help="current LeRobot dataset folder (new field data)")],
     reference: Annotated[
-        Path | None, typer.Option(help="reference dataset (default: the run's training dataset)")
+        Path | None,
+        typer.Option(
+            help="reference dataset (default: the run's training dataset, checked against the fingerprint "
+            "the run recorded or verified)"
+        ),
     ] = None,
     pack: Annotated[
         str | None, typer.Option("--pack", help="policy pack (default: the pack the run recorded)")
@@ -34,13 +38,15 @@ def monitor(
 
     chosen = chosen_pack(pack, policy, default=None)
     with console.status("running monitor-stage checks..."):
-        findings = monitor_run(run_dir, current, reference=reference, pack=chosen, key=key)
+        done = monitor_run(run_dir, current, reference=reference, pack=chosen, key=key)
+    if done.reference is not None:
+        console.print(f"reference: {status_markup(done.reference.status.value)}: {done.reference.message}")
     table = Table("check", "audit", "status", "severity", "message")
-    for f in findings:
+    for f in done.findings:
         table.add_row(f.check_id, f.audit, status_markup(f.status.value), f.severity.value, f.message)
     console.print(table)
     console.print(f"recorded in {ledger_path(run_dir)}")
-    if gate(findings).blocked:
+    if gate(done.findings).blocked:
         raise typer.Exit(1)
 
 

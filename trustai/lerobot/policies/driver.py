@@ -67,6 +67,8 @@ class PolicyDriver:
       name from outside its folder (checked to be local before anything is built).
     * ``offline_config(config)``: switch off, in a loaded config, pretrained weights that building
       the policy would fetch although ``model.safetensors`` overwrites them.
+    * ``offline_pipeline(config, preprocessor)``: point steps of a preprocessor LeRobot built for
+      ``config`` that name a hub model at the local one ``config`` names instead (training builds them).
     * ``autocast(policy)``: the autocast LeRobot's own inference runs the policy under.
     """
 
@@ -79,6 +81,7 @@ class PolicyDriver:
     language_embedding: Callable[[PreTrainedPolicy], nn.Module] | None = None
     backbones: Callable[[dict[str, Any], dict[str, Any], Any], list[Backbone]] = field(default=_no_backbones)
     offline_config: Callable[[Any], None] = lambda config: None
+    offline_pipeline: Callable[[Any, Any], None] = lambda config, preprocessor: None
     autocast: Callable[[PreTrainedPolicy], contextlib.AbstractContextManager[Any]] = lambda policy: (
         contextlib.nullcontext()
     )

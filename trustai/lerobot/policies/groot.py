@@ -14,8 +14,9 @@ tensor (seeded, shared by every row).
 * **Offline.** Building the policy loads the raw GR00T checkpoint named by ``base_model_path``, whose
   ``config.json`` names the Qwen3-VL backbone (``model_name``); the preprocessor's VLM-encode step
   loads the Qwen3-VL processor and tokenizer (``model_name``, which LeRobot 0.6.1 sets to
-  ``nvidia/Cosmos-Reason2-2B`` in every pipeline it makes). All must be local folders or in the
-  Hugging Face cache.
+  ``nvidia/Cosmos-Reason2-2B`` in every pipeline it makes; ``offline_pipeline`` points it at the
+  backbone folder the base checkpoint names, for pipelines made in training). All must be local
+  folders or in the Hugging Face cache.
 """
 
 from __future__ import annotations
@@ -129,15 +130,30 @@ def _token_embedding(policy: PreTrainedPolicy) -> nn.Module:
     return policy._groot_model.backbone.model.get_input_embeddings()
 
 
+def _base_config(base: str) -> Path:
+    return Path(base).expanduser() / "config.json"
+
+
+def _named_backbone(base: str) -> str | None:
+    """The Qwen3-VL backbone (``model_name``) the raw GR00T checkpoint folder ``base`` names, unless it
+    is LeRobot's built-in one or ``base`` is no local checkpoint."""
+    base_config = _base_config(base)
+    model_name = _json_key(base_config, "model_name") if base_config.is_file() else None
+    if isinstance(model_name, str) and model_name.rstrip("/") != _BUILT_IN_BACKBONE:
+        return model_name
+    return None
+
+
 def _backbones(config: dict[str, Any], preprocessor: dict[str, Any], folder: Any) -> list[Backbone]:
     found = []
     base = config.get("base_model_path")
     if isinstance(base, str):
         found.append(Backbone(base, "config.json", "base_model_path", "raw GR00T N1.7 checkpoint"))
-        base_config = Path(base).expanduser() / "config.json"
-        model_name = _json_key(base_config, "model_name") if base_config.is_file() else None
-        if isinstance(model_name, str) and model_name.rstrip("/") != _BUILT_IN_BACKBONE:
-            found.append(Backbone(model_name, str(base_config), "model_name", "Qwen3-VL backbone config"))
+        model_name = _named_backbone(base)
+        if model_name is not None:
+            found.append(
+                Backbone(model_name, str(_base_config(base)), "model_name", "Qwen3-VL backbone config")
+            )
     for step in preprocessor.get("steps", []):
         name = step.get("config", {}).get("model_name")
         if step.get("registry_name") == _ENCODE_STEP and isinstance(name, str):
@@ -145,6 +161,21 @@ def _backbones(config: dict[str, Any], preprocessor: dict[str, Any], folder: Any
                 Backbone(name, "policy_preprocessor.json", "model_name", "Qwen3-VL processor and tokenizer")
             )
     return found
+
+
+def _offline_pipeline(config: Any, preprocessor: Any) -> None:
+    """Point the VLM-encode step LeRobot built with its built-in hub name at the local Qwen3-VL folder
+    the raw base checkpoint (``base_model_path``) names, so the step loads its processor from there and
+    the saved pipeline keeps that folder. A step naming anything else is left alone."""
+    from lerobot.policies.groot.processor_groot import GrootN17VLMEncodeStep
+
+    base = getattr(config, "base_model_path", None)
+    backbone = _named_backbone(base) if isinstance(base, str) else None
+    if backbone is None or not Path(backbone).expanduser().is_dir():
+        return
+    for step in getattr(preprocessor, "steps", []):
+        if isinstance(step, GrootN17VLMEncodeStep) and step.model_name.rstrip("/") == _BUILT_IN_BACKBONE:
+            step.model_name = backbone
 
 
 def _json_key(file: Path, key: str) -> Any:
@@ -168,5 +199,6 @@ DRIVER = PolicyDriver(
     pixels_rebuilt=True,
     language_embedding=_token_embedding,
     backbones=_backbones,
+    offline_pipeline=_offline_pipeline,
     autocast=_autocast,
 )
