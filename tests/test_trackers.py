@@ -38,6 +38,21 @@ checks:
 """
 
 
+def record_every_check(gov: Governance, stage: Stage, step: int) -> None:
+    """Record evidence for each of ``gov``'s pack checks at ``stage`` and ``step``: seed and train config
+    recorded, so the pack's block check passes and its impossible warn check warns."""
+    for check in gov.pack.checks:
+        evidence = Evidence(
+            audit=check.audit,
+            audit_version="1",
+            stage=stage,
+            check_id=check.id,
+            metrics={"seed_recorded": 1, "train_config_recorded": 1},
+            inputs=InputProvenance(step=step),
+        )
+        gov.record(check, evidence)
+
+
 def wandb_rows(run_dir: Path) -> list[dict]:
     """The history rows of the run's offline W&B run, read from its .wandb file."""
     from wandb.proto import wandb_internal_pb2
@@ -139,16 +154,7 @@ def test_a_failing_tracker_is_a_hook_error_and_the_run_goes_on(tmp_path: Path, m
     gov = Governance(tmp_path / "run", pack)
     with tracking(gov, ["mlflow"], wandb_enabled=False):
         gov.start({"seed": 1})
-        for check in pack.checks:
-            evidence = Evidence(
-                audit=check.audit,
-                audit_version="1",
-                stage=Stage.DATA,
-                check_id=check.id,
-                metrics={"seed_recorded": 1, "train_config_recorded": 1},
-                inputs=InputProvenance(step=0),
-            )
-            gov.record(check, evidence)  # the tracker fails at the first finding; judging goes on
+        record_every_check(gov, Stage.DATA, step=0)  # the tracker fails at the first finding; judging goes on
         assert gov.observers == []
     run = gov.recorded()
     gov.close()
@@ -185,16 +191,7 @@ def test_the_tracked_gate_is_the_sealed_cards_gate(tmp_path: Path) -> None:
     (model / "config.json").write_text('{"type": "act"}\n')
     try:
         gov.start({"seed": 1})
-        for check in pack.checks:
-            evidence = Evidence(
-                audit=check.audit,
-                audit_version="1",
-                stage=Stage.CHECKPOINT,
-                check_id=check.id,
-                metrics={"seed_recorded": 1, "train_config_recorded": 1},
-                inputs=InputProvenance(step=2),
-            )
-            gov.record(check, evidence)
+        record_every_check(gov, Stage.CHECKPOINT, step=2)
         card = json.loads(gov.seal(model, step=2).read_text())
     finally:
         gov.close()
