@@ -352,3 +352,42 @@ def test_monitoring_a_cold_start_compares_the_training_data_with_the_verified_fi
         padding.write(b"changed")  # the training data changed since the run, in the file read only later
     with pytest.raises(TrustaiUserError, match=r"changed since the run.*verified by provenance\.dataset"):
         monitor_run(run_dir, current)
+
+
+def test_a_forged_verified_fingerprint_appended_by_a_writer_fails_verify_and_the_report(cold, tmp_path):
+    """A writer without the private key chains a provenance.dataset record with another dataset's
+    fingerprint after the run closed, so that the card lookup, the report and monitor would take it as
+    the verified one: the ledger's unanchored tail fails `trustai ledger verify` and marks the report
+    tampered."""
+    from trustai.reports.build import build_report
+
+    from trustai.attest.card import training_fingerprint
+    from trustai.attest.keys import generate_keypair
+    from trustai.attest.verify import verify_ledger
+    from trustai.core.ledger import Ledger
+    from trustai.core.run_record import RunLedger
+
+    generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub")
+    run_dir = tmp_path / "run"
+    governance = Governance(run_dir, parse_pack(MONITORED_PACK, "p.yaml"), signing_key=tmp_path / "k.pem")
+    try:
+        manifest = governance.training_manifest(cold, "ds", train_config={}, seed=0)
+        governance.start(manifest)
+        governance.run_stage(Stage.DATA, step=0, dataset=cold, manifest=manifest)
+    finally:
+        governance.close()
+    ledger_path = run_dir / "trustai" / "ledger.sqlite"
+    assert not verify_ledger(ledger_path, tmp_path / "k.pub").problems
+
+    genuine = dataset_check(run_dir)
+    forged = json.loads(json.dumps(genuine.payload).replace(dataset_fingerprint(cold), "0" * 64))
+    assert forged != genuine.payload
+    with Ledger(ledger_path) as ledger:  # the writer uses trustai's own code: the chain stays intact
+        ledger.append(RecordKind.EVIDENCE, forged, stage="data")
+    run = RunLedger.load(ledger_path)
+    taken = training_fingerprint(run.manifest, run.start, run.evidence, "provenance.dataset")
+    assert taken.value == "0" * 64  # the lookup alone would take the forgery: integrity must stop it
+
+    verdict = verify_ledger(ledger_path, tmp_path / "k.pub")
+    assert any("anchor" in p or "unanchored" in p for p in verdict.problems), verdict.problems
+    assert build_report(run_dir, "eu-ai-act", public_key=tmp_path / "k.pub").tampered

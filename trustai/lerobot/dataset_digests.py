@@ -27,7 +27,7 @@ from typing import Any
 
 from trustai.core.canonical import file_sha256
 from trustai.core.digest_cache import DigestCache
-from trustai.lerobot.datasets import INFO_PATH, content_files, dataset_fingerprint, open_dataset_meta
+from trustai.lerobot.datasets import INFO_PATH, content_files, fingerprint_of, open_dataset_meta
 
 VERIFYING_AUDIT = "provenance.dataset"  # the audit that re-reads every byte (trustai.audits.provenance)
 SMALL_FILE = 1 << 20  # bytes read at start-up per file at most: metadata and small frame files
@@ -146,18 +146,9 @@ def claim_digests(
         else:
             found = (None, "pending")
         claims[path] = FileDigest(rel, st.st_size, *found)
-    digests = {p: c.sha256 for p, c in claims.items() if c.sha256 is not None}
-    fingerprint = _fingerprint(root, digests) if len(digests) == len(claims) else None
+    held = [(c.path, c.sha256) for c in claims.values() if c.sha256 is not None]
+    fingerprint = fingerprint_of(root, held) if len(held) == len(claims) else None
     return DatasetDigests(fingerprint=fingerprint, files=tuple(claims.values()))
-
-
-def _fingerprint(root: Path, digests: dict[Path, str]) -> str | None:
-    """``dataset_fingerprint`` from digests already held; None when a file is missing from them (one
-    appeared since they were taken)."""
-    try:
-        return dataset_fingerprint(root, digests.__getitem__)
-    except KeyError:
-        return None
 
 
 def _hash_stable(path: Path) -> tuple[os.stat_result | None, str | None]:
@@ -211,7 +202,7 @@ def verify_digests(
     (cache or DigestCache()).store([(p, st, sha) for p, (st, sha) in read.items() if st.st_size >= small])
     complete = len(read) == len(paths)
     return DigestCheck(
-        fingerprint=_fingerprint(root, {p: sha for p, (_, sha) in read.items()}) if complete else None,
+        fingerprint=fingerprint_of(root, [(rel, read[p][1]) for rel, p in listed]) if complete else None,
         files=len(paths),
         bytes_read=sum(st.st_size for st, _ in read.values()),
         verified=dict(sorted(verified.items())),

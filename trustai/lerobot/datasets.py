@@ -240,14 +240,19 @@ def dataset_fingerprint(root: Path | str, file_digest: Callable[[Path], str] = f
     It covers the canonical JSON of meta/info.json (so reformatting that file does not change the
     fingerprint) and the relative path and sha256 of every other file under data/, meta/ and
     videos/, in sorted order. It does not depend on where the dataset folder is. ``file_digest(path)``
-    gives a file's sha256 (default: read the file; trustai.lerobot.dataset_digests passes digests it
-    already holds).
+    gives a file's sha256 (default: read the file).
     """
     root = Path(root)
     open_dataset_meta(root)
+    files = [(rel, file_digest(path)) for rel, path in content_files(root) if rel != INFO_PATH]
+    return fingerprint_of(root, files)
+
+
+def fingerprint_of(root: Path, files: list[tuple[str, str]]) -> str:
+    """``dataset_fingerprint`` of the dataset at ``root`` from digests already held: ``files`` is the
+    (relative path, sha256) of every content file but meta/info.json, in ``content_files`` order."""
     info = json.loads((root / INFO_PATH).read_text(encoding="utf-8"))
-    files = [[rel, file_digest(path)] for rel, path in content_files(root) if rel != INFO_PATH]
-    return digest({"info": info, "files": files})
+    return digest({"info": info, "files": [[rel, sha] for rel, sha in files]})
 
 
 def data_files(root: Path | str) -> list[Path]:
